@@ -1,0 +1,93 @@
+"""Names and tunables of the pipeline's AWS resources, in one place.
+
+Everything has a default that works against the local endpoint and on AWS alike; a deployment overrides a
+value with the environment variable named beside it (for example ``CLICKSTREAM_BUCKET``, since S3 bucket names
+are global on AWS). The endpoint itself is never configured here: it lives in the ``aws_default`` connection.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+AWS_CONN_ID = "aws_default"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resource names and tunables; build with :func:`settings` so environment overrides apply."""
+
+    bucket: str = field(default_factory=lambda: _env("CLICKSTREAM_BUCKET", "clickstream-lake"))
+    artifacts_bucket: str = field(
+        default_factory=lambda: _env("CLICKSTREAM_ARTIFACTS_BUCKET", "clickstream-artifacts")
+    )
+    stream_name: str = field(default_factory=lambda: _env("CLICKSTREAM_STREAM", "clickstream-events"))
+    shard_count: int = field(default_factory=lambda: _env_int("CLICKSTREAM_SHARDS", 2))
+    delivery_stream: str = field(
+        default_factory=lambda: _env("CLICKSTREAM_DELIVERY_STREAM", "clickstream-raw-delivery")
+    )
+    #: Firehose buffering: whichever of size or interval is reached first flushes an object.
+    firehose_buffer_seconds: int = field(
+        default_factory=lambda: _env_int("CLICKSTREAM_FIREHOSE_BUFFER_SECONDS", 60)
+    )
+    #: AWS requires at least 64 MiB when dynamic partitioning is on.
+    firehose_buffer_mb: int = field(default_factory=lambda: _env_int("CLICKSTREAM_FIREHOSE_BUFFER_MB", 64))
+    firehose_role_arn: str = field(
+        default_factory=lambda: _env(
+            "CLICKSTREAM_FIREHOSE_ROLE_ARN", "arn:aws:iam::123456789012:role/clickstream-firehose"
+        )
+    )
+    alert_topic: str = field(default_factory=lambda: _env("CLICKSTREAM_ALERT_TOPIC", "clickstream-alerts"))
+    #: Comma-separated e-mail addresses subscribed to the alert topic (none by default).
+    alert_emails: str = field(default_factory=lambda: _env("CLICKSTREAM_ALERT_EMAILS", ""))
+    #: An SQS queue subscribed to the alert topic, so alerts can be read back (tests, the dashboard).
+    alert_queue: str = field(default_factory=lambda: _env("CLICKSTREAM_ALERT_QUEUE", "clickstream-alerts-inbox"))
+    glue_database: str = field(default_factory=lambda: _env("CLICKSTREAM_GLUE_DATABASE", "clickstream"))
+    flink_app: str = field(default_factory=lambda: _env("CLICKSTREAM_FLINK_APP", "clickstream-sessions"))
+
+    # Layout of the data lake bucket. Firehose expressions are evaluated by Firehose (or the local companion).
+    raw_prefix: str = "raw/events/"
+    raw_error_prefix: str = "raw/errors/"
+    compacted_prefix: str = "compacted/events/"
+    quarantine_prefix: str = "quarantine/events/"
+    manifest_prefix: str = "manifests/compaction/"
+
+    @property
+    def firehose_prefix(self) -> str:
+        """Dynamic partitioning by the event hour of client_timestamp (see :data:`PARTITION_QUERY`)."""
+        return (
+            f"{self.raw_prefix}event_date=!{{partitionKeyFromQuery:event_date}}/"
+            "event_hour=!{partitionKeyFromQuery:event_hour}/"
+        )
+
+    @property
+    def firehose_error_prefix(self) -> str:
+        return f"{self.raw_error_prefix}!{{firehose:error-output-type}}/!{{timestamp:yyyy/MM/dd/HH}}/"
+
+
+#: jq (JQ-1.6 engine on AWS) query extracting the partition keys. It fails, and Firehose routes the record to
+#: the error prefix, when client_timestamp is not a string shaped like an ISO-8601 timestamp.
+PARTITION_QUERY = (
+    'if (.client_timestamp | type) == "string" and (.client_timestamp | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:"))'
+    " then {event_date: .client_timestamp[0:10], event_hour: .client_timestamp[11:13]}"
+    ' else error("client_timestamp is missing or not ISO-8601") end'
+)
+
+
+def settings() -> Settings:
+    return Settings()
