@@ -45,4 +45,4 @@ def client(service: str, conn_id: str = AWS_CONN_ID) -> Any:
     """A boto3 client for ``service`` from the Airflow connection, with the endpoint checked first."""
     hook = aws_hook(conn_id, client_type=service)
     check_endpoint(hook.conn_config.endpoint_url)
-    return hook.get_client_type(service)
+    return hook.get_conn()

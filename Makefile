@@ -1,0 +1,60 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both bootstrap uv and the locked environment.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY_VERSION := 3.11
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen --no-sync
+PORT ?= 4566
+
+.PHONY: help bootstrap sync up down status demo test test-fast lint format bench airflow airflow-down clean
+
+help:
+	@echo "make demo    - start the local AWS endpoint and run the pipeline through Airflow (prints where data landed)"
+	@echo "make test    - run every test (starts its own local endpoint on another port)"
+	@echo "make up/down - start/stop the local AWS endpoint on 127.0.0.1:$(PORT)"
+	@echo "make airflow - Airflow standalone UI on http://127.0.0.1:8080 against the local endpoint"
+	@echo "make bench   - benchmarks (results go to docs/performance.md by hand)"
+
+$(UV):
+	@command -v python$(PY_VERSION) >/dev/null || { echo "python$(PY_VERSION) is required"; exit 1; }
+	python$(PY_VERSION) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+bootstrap: $(UV)
+
+sync: bootstrap
+	$(UV) sync --frozen --python $(PY_VERSION)
+
+up: sync
+	$(RUN) python -m include.local_aws up --port $(PORT)
+
+down:
+	@if [ -x .venv/bin/python ]; then .venv/bin/python -m include.local_aws down; else echo "nothing to stop"; fi
+
+status: sync
+	$(RUN) python -m include.local_aws status
+
+demo: sync
+	$(RUN) python -m include.demo --port $(PORT)
+
+test: sync
+	$(RUN) ruff check .
+	$(RUN) pytest
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: sync
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: sync
+	$(RUN) python -m bench
+
+airflow: sync up
+	$(RUN) python -m include.local_airflow_standalone
+
+clean: down
+	rm -rf .local dist

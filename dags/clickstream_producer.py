@@ -1,0 +1,69 @@
+"""
+### clickstream_producer
+
+The mock web shop: every minute it produces the clickstream events of its data interval and writes them to
+the Kinesis Data Stream (in place of the seed's EventBridge + Lambda).
+
+* **Deterministic**: the events of an interval are a pure function of (`seed`, interval), with stable
+  `event_id`s, so rerunning an interval re-sends the same events (downstream dedup removes the copies) and
+  backfilling a past range replays history: `airflow backfill create --dag-id clickstream_producer
+  --from-date … --to-date …`.
+* **Params** (validated before anything is sent): `users`, `events_per_second`, `seed`, and the fault knobs
+  `late_fraction` / `late_delay_seconds`, `duplicate_fraction`, `malformed_fraction` (all off by default).
+* **Delivery**: PutRecords in batches of ≤ 500 records / 5 MiB, partition key `user_id`, only failed entries
+  retried with exponential backoff and jitter, client-side throttled under the per-shard limits. If records
+  still fail, the task fails with the counts — nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from include.dag_policy import START_DATE, default_args, tags
+
+with DAG(
+    dag_id="clickstream_producer",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("* * * * *", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=4,
+    # A resend of an interval only duplicates event_ids, which compaction and Flink remove: safe to retry.
+    default_args=default_args(retries=2),
+    tags=tags("ingest", 1),
+    params={
+        "users": Param(200, type="integer", minimum=1, maximum=1_000_000),
+        "events_per_second": Param(5.0, type="number", exclusiveMinimum=0, maximum=50_000),
+        "seed": Param(42, type="integer"),
+        "late_fraction": Param(0.0, type="number", minimum=0, maximum=1),
+        "late_delay_seconds": Param(300, type="integer", minimum=0, maximum=86_400),
+        "duplicate_fraction": Param(0.0, type="number", minimum=0, maximum=1),
+        "malformed_fraction": Param(0.0, type="number", minimum=0, maximum=1),
+    },
+):
+
+    @task
+    def validate_params(params: dict | None = None) -> dict:
+        """Fail before any side effect when a param is out of range, naming the param and its value."""
+        from include.producer import ProducerParams
+
+        return ProducerParams.from_dict(dict(params or {})).to_dict()
+
+    @task
+    def produce(producer_params: dict, data_interval_start=None, data_interval_end=None) -> dict:
+        from include.aws import client
+        from include.config import settings
+        from include.producer import ProducerParams, produce_interval
+
+        report = produce_interval(
+            client("kinesis"),
+            settings().stream_name,
+            ProducerParams.from_dict(producer_params),
+            data_interval_start,
+            data_interval_end,
+        )
+        print(f"produced [{data_interval_start}, {data_interval_end}): {report}")
+        return report
+
+    produce(validate_params())

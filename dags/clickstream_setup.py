@@ -1,0 +1,108 @@
+"""
+### clickstream_setup
+
+Creates, idempotently, everything the pipeline needs in the account behind the `aws_default` connection:
+
+* the data lake bucket (raw, compacted, quarantine, sessions) and the artifacts bucket,
+* the Kinesis Data Stream the producer writes to,
+* the Firehose delivery stream (Kinesis source → S3 raw, GZIP JSON lines, dynamic partitioning by the
+  event hour of `client_timestamp`, failed records under `raw/errors/`),
+* the SNS alert topic with an SQS inbox (and e-mail subscriptions from `CLICKSTREAM_ALERT_EMAILS`),
+* the Glue database with the `raw_events` table (partition projection, so Athena needs no crawler).
+
+Trigger it manually once per environment; a second run changes nothing (every task logs
+`created` / `updated` / `unchanged` per resource, and the `summary` task prints them all).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, task
+
+from include.dag_policy import START_DATE, default_args, tags
+
+with DAG(
+    dag_id="clickstream_setup",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(retries=2),
+    tags=tags("setup", 1),
+):
+
+    @task
+    def create_buckets() -> dict[str, str]:
+        from include.aws import client
+        from include.config import settings
+        from include.provision import ensure_bucket
+
+        s3, cfg = client("s3"), settings()
+        region = s3.meta.region_name
+        return {
+            **ensure_bucket(s3, cfg.bucket, region),
+            **ensure_bucket(s3, cfg.artifacts_bucket, region),
+        }
+
+    @task
+    def create_stream() -> dict[str, str]:
+        from include.aws import client
+        from include.config import settings
+        from include.provision import ensure_stream
+
+        changes, _arn = ensure_stream(client("kinesis"), settings())
+        return changes
+
+    @task
+    def create_delivery_stream() -> dict[str, str]:
+        from include.aws import client
+        from include.config import settings
+        from include.provision import ensure_delivery_stream
+
+        cfg = settings()
+        arn = client("kinesis").describe_stream_summary(StreamName=cfg.stream_name)[
+            "StreamDescriptionSummary"
+        ]["StreamARN"]
+        return ensure_delivery_stream(client("firehose"), cfg, arn)
+
+    @task
+    def create_alerting() -> dict[str, str]:
+        from include.aws import client
+        from include.config import settings
+        from include.provision import ensure_alerts
+
+        changes, _arn = ensure_alerts(client("sns"), client("sqs"), settings())
+        return changes
+
+    @task
+    def create_catalog() -> dict[str, str]:
+        from include.aws import client
+        from include.config import settings
+        from include.provision import catalog_tables, ensure_glue_database, ensure_glue_table
+
+        glue, cfg = client("glue"), settings()
+        changes = ensure_glue_database(glue, cfg.glue_database)
+        for table_input in catalog_tables(cfg):
+            changes.update(ensure_glue_table(glue, cfg.glue_database, table_input))
+        return changes
+
+    @task
+    def summary(results: list[dict[str, str]]) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for result in results:
+            merged.update(result)
+        width = max(map(len, merged), default=0)
+        for resource, change in sorted(merged.items()):
+            print(f"{resource:<{width}}  {change}")
+        counts = {c: list(merged.values()).count(c) for c in ("created", "updated", "unchanged")}
+        print(f"setup: {counts}")
+        return merged
+
+    buckets = create_buckets()
+    stream = create_stream()
+    delivery = create_delivery_stream()
+    [buckets, stream] >> delivery
+    alerting = create_alerting()
+    catalog = create_catalog()
+    buckets >> catalog
+    summary([buckets, stream, delivery, alerting, catalog])

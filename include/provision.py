@@ -1,0 +1,334 @@
+"""Idempotent creation of the pipeline's AWS resources (the ``clickstream_setup`` DAG's body).
+
+Every ``ensure_*`` function returns ``{resource: "created" | "updated" | "unchanged"}`` so a second run of the
+setup DAG can show, and the tests can assert, that it changed nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from include.config import PARTITION_QUERY, Settings
+
+log = logging.getLogger(__name__)
+
+Changes = dict[str, str]
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+# --------------------------------------------------------------------------------------------------- S3
+def ensure_bucket(s3: Any, bucket: str, region: str) -> Changes:
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return {f"s3://{bucket}": "unchanged"}
+    except ClientError as exc:
+        if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    return {f"s3://{bucket}": "created"}
+
+
+# --------------------------------------------------------------------------------------------------- Kinesis
+def ensure_stream(kinesis: Any, settings: Settings, timeout_s: float = 120) -> tuple[Changes, str]:
+    """Create the Kinesis stream (provisioned, ``shard_count`` shards) and wait for ACTIVE; returns its ARN."""
+    name = settings.stream_name
+    change = "unchanged"
+    try:
+        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceNotFoundException":
+            raise
+        kinesis.create_stream(
+            StreamName=name, ShardCount=settings.shard_count, StreamModeDetails={"StreamMode": "PROVISIONED"}
+        )
+        change = "created"
+        summary = None
+    deadline = time.monotonic() + timeout_s
+    while summary is None or summary["StreamStatus"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kinesis stream {name} not ACTIVE after {timeout_s}s")
+        time.sleep(0.5 if summary is None else 1)
+        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    if change == "unchanged" and summary["OpenShardCount"] != settings.shard_count:
+        log.warning(
+            "Kinesis stream %s has %s open shards, settings ask for %s; resharding is left to the operator "
+            "(UpdateShardCount) because it changes partition-to-shard mapping under a running app.",
+            name,
+            summary["OpenShardCount"],
+            settings.shard_count,
+        )
+    return {f"kinesis:{name}": change}, summary["StreamARN"]
+
+
+# --------------------------------------------------------------------------------------------------- Firehose
+def delivery_destination(settings: Settings) -> dict[str, Any]:
+    """ExtendedS3DestinationConfiguration: GZIP JSON lines, dynamic partitioning by event hour, error prefix."""
+    return {
+        "RoleARN": settings.firehose_role_arn,
+        "BucketARN": f"arn:aws:s3:::{settings.bucket}",
+        "Prefix": settings.firehose_prefix,
+        "ErrorOutputPrefix": settings.firehose_error_prefix,
+        "BufferingHints": {
+            "SizeInMBs": settings.firehose_buffer_mb,
+            "IntervalInSeconds": settings.firehose_buffer_seconds,
+        },
+        "CompressionFormat": "GZIP",
+        "DynamicPartitioningConfiguration": {"Enabled": True, "RetryOptions": {"DurationInSeconds": 300}},
+        "ProcessingConfiguration": {
+            "Enabled": True,
+            "Processors": [
+                {
+                    "Type": "MetadataExtraction",
+                    "Parameters": [
+                        {"ParameterName": "MetadataExtractionQuery", "ParameterValue": PARTITION_QUERY},
+                        {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"},
+                    ],
+                },
+                {
+                    "Type": "AppendDelimiterToRecord",
+                    "Parameters": [{"ParameterName": "Delimiter", "ParameterValue": "\\n"}],
+                },
+            ],
+        },
+    }
+
+
+def _destination_matches(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    for key, value in wanted.items():
+        if key == "RoleARN":
+            continue
+        have = current.get(key)
+        if key == "ProcessingConfiguration":
+            have = json.loads(json.dumps(have, sort_keys=True)) if have else None
+            value = json.loads(json.dumps(value, sort_keys=True))
+        if have != value:
+            return False
+    return True
+
+
+def ensure_delivery_stream(
+    firehose: Any, settings: Settings, stream_arn: str, timeout_s: float = 120
+) -> Changes:
+    name = settings.delivery_stream
+    wanted = delivery_destination(settings)
+    try:
+        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceNotFoundException":
+            raise
+        firehose.create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType="KinesisStreamAsSource",
+            KinesisStreamSourceConfiguration={
+                "KinesisStreamARN": stream_arn,
+                "RoleARN": settings.firehose_role_arn,
+            },
+            ExtendedS3DestinationConfiguration=wanted,
+        )
+        _wait_delivery_stream_active(firehose, name, timeout_s)
+        return {f"firehose:{name}": "created"}
+    destination = description["Destinations"][0]
+    current = destination.get("ExtendedS3DestinationDescription", {})
+    if _destination_matches(current, wanted):
+        return {f"firehose:{name}": "unchanged"}
+    firehose.update_destination(
+        DeliveryStreamName=name,
+        CurrentDeliveryStreamVersionId=description["VersionId"],
+        DestinationId=destination["DestinationId"],
+        ExtendedS3DestinationUpdate=wanted,
+    )
+    _wait_delivery_stream_active(firehose, name, timeout_s)
+    return {f"firehose:{name}": "updated"}
+
+
+def _wait_delivery_stream_active(firehose: Any, name: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"][
+            "DeliveryStreamStatus"
+        ]
+        if status == "ACTIVE":
+            return
+        if status.endswith("FAILED"):
+            raise RuntimeError(f"Firehose delivery stream {name} is {status}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Firehose delivery stream {name} not ACTIVE after {timeout_s}s (is {status})")
+        time.sleep(1)
+
+
+# --------------------------------------------------------------------------------------------------- SNS / SQS
+def ensure_alerts(sns: Any, sqs: Any, settings: Settings) -> tuple[Changes, str]:
+    """The alert topic, its e-mail subscriptions, and an SQS inbox subscribed to it; returns the topic ARN."""
+    changes: Changes = {}
+    existing = {t["TopicArn"].rsplit(":", 1)[-1]: t["TopicArn"] for t in _all_topics(sns)}
+    topic_arn = existing.get(settings.alert_topic)
+    if topic_arn is None:
+        topic_arn = sns.create_topic(Name=settings.alert_topic)["TopicArn"]
+        changes[f"sns:{settings.alert_topic}"] = "created"
+    else:
+        changes[f"sns:{settings.alert_topic}"] = "unchanged"
+
+    subscribed = {
+        (s["Protocol"], s["Endpoint"]) for s in _all_subscriptions(sns, topic_arn) if s.get("Endpoint")
+    }
+    try:
+        queue_url = sqs.get_queue_url(QueueName=settings.alert_queue)["QueueUrl"]
+        changes[f"sqs:{settings.alert_queue}"] = "unchanged"
+    except ClientError as exc:
+        if _error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            raise
+        queue_url = sqs.create_queue(QueueName=settings.alert_queue)["QueueUrl"]
+        changes[f"sqs:{settings.alert_queue}"] = "created"
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["Policy"]).get("Attributes", {})
+    if attrs.get("Policy") != policy:
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": policy})
+        if changes[f"sqs:{settings.alert_queue}"] == "unchanged":
+            changes[f"sqs:{settings.alert_queue}"] = "updated"
+
+    wanted = [("sqs", queue_arn)] + [
+        ("email", e.strip()) for e in settings.alert_emails.split(",") if e.strip()
+    ]
+    for protocol, endpoint in wanted:
+        key = f"sns-subscription:{protocol}:{endpoint}"
+        if (protocol, endpoint) in subscribed:
+            changes[key] = "unchanged"
+            continue
+        attributes = {"RawMessageDelivery": "true"} if protocol == "sqs" else {}
+        sns.subscribe(TopicArn=topic_arn, Protocol=protocol, Endpoint=endpoint, Attributes=attributes)
+        changes[key] = "created"
+    return changes, topic_arn
+
+
+def _all_topics(sns: Any) -> list[dict[str, Any]]:
+    return [t for page in sns.get_paginator("list_topics").paginate() for t in page["Topics"]]
+
+
+def _all_subscriptions(sns: Any, topic_arn: str) -> list[dict[str, Any]]:
+    paginator = sns.get_paginator("list_subscriptions_by_topic")
+    return [s for page in paginator.paginate(TopicArn=topic_arn) for s in page["Subscriptions"]]
+
+
+# --------------------------------------------------------------------------------------------------- Glue
+def raw_events_table_input(settings: Settings) -> dict[str, Any]:
+    """The raw Firehose output as an Athena table: JSON SerDe, partition projection on the event hour."""
+    location = f"s3://{settings.bucket}/{settings.raw_prefix}"
+    return {
+        "Name": "raw_events",
+        "Description": "Firehose raw clickstream events (GZIP JSON lines), partitioned by event hour.",
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {
+            "classification": "json",
+            "compressionType": "gzip",
+            "projection.enabled": "true",
+            "projection.event_date.type": "date",
+            "projection.event_date.format": "yyyy-MM-dd",
+            "projection.event_date.range": "2020-01-01,NOW",
+            "projection.event_date.interval": "1",
+            "projection.event_date.interval.unit": "DAYS",
+            "projection.event_hour.type": "integer",
+            "projection.event_hour.range": "0,23",
+            "projection.event_hour.digits": "2",
+            "storage.location.template": location + "event_date=${event_date}/event_hour=${event_hour}/",
+        },
+        "PartitionKeys": [
+            {"Name": "event_date", "Type": "string"},
+            {"Name": "event_hour", "Type": "string"},
+        ],
+        "StorageDescriptor": {
+            "Columns": [
+                {"Name": "event_id", "Type": "string"},
+                {"Name": "user_id", "Type": "int"},
+                {"Name": "device_id", "Type": "string"},
+                {"Name": "client_event", "Type": "string"},
+                {"Name": "client_timestamp", "Type": "string"},
+                {"Name": "countrycode", "Type": "string"},
+            ],
+            "Location": location,
+            "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
+            "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+            "SerdeInfo": {
+                "SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe",
+                "Parameters": {"ignore.malformed.json": "true"},
+            },
+        },
+    }
+
+
+def ensure_glue_database(glue: Any, database: str) -> Changes:
+    try:
+        glue.get_database(Name=database)
+        return {f"glue:{database}": "unchanged"}
+    except ClientError as exc:
+        if _error_code(exc) != "EntityNotFoundException":
+            raise
+    glue.create_database(DatabaseInput={"Name": database, "Description": "Clickstream sessions data lake"})
+    return {f"glue:{database}": "created"}
+
+
+def _comparable(table: dict[str, Any]) -> dict[str, Any]:
+    keep = ("TableType", "Parameters", "PartitionKeys", "StorageDescriptor", "Description")
+    out = {k: table.get(k) for k in keep}
+    sd = dict(out["StorageDescriptor"] or {})
+    out["StorageDescriptor"] = {
+        k: sd.get(k) for k in ("Columns", "Location", "InputFormat", "OutputFormat", "SerdeInfo")
+    }
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
+
+
+def ensure_glue_table(glue: Any, database: str, table_input: dict[str, Any]) -> Changes:
+    name = table_input["Name"]
+    key = f"glue:{database}.{name}"
+    try:
+        current = glue.get_table(DatabaseName=database, Name=name)["Table"]
+    except ClientError as exc:
+        if _error_code(exc) != "EntityNotFoundException":
+            raise
+        glue.create_table(DatabaseName=database, TableInput=table_input)
+        return {key: "created"}
+    if _comparable(current) == _comparable(table_input):
+        return {key: "unchanged"}
+    glue.update_table(DatabaseName=database, TableInput=table_input)
+    return {key: "updated"}
+
+
+def catalog_tables(settings: Settings) -> list[dict[str, Any]]:
+    """Every Glue table the setup DAG maintains."""
+    return [raw_events_table_input(settings)]
