@@ -8,7 +8,8 @@ the Kinesis Data Stream (in place of the seed's EventBridge + Lambda).
   `event_id`s, so rerunning an interval re-sends the same events (downstream dedup removes the copies) and
   backfilling a past range replays history: `airflow backfill create --dag-id clickstream_producer
   --from-date … --to-date …`.
-* **Params** (validated before anything is sent): `users`, `events_per_second`, `seed`, and the fault knobs
+* **Params** (validated before anything is sent): `users`, `events_per_second` (at most 0.01 × `users`: a
+  simulated user clicks at most once every 100 s on average), `seed`, and the fault knobs
   `late_fraction` / `late_delay_seconds`, `duplicate_fraction`, `malformed_fraction` (all off by default).
 * **Delivery**: PutRecords in batches of ≤ 500 records / 5 MiB, partition key `user_id`, only failed entries
   retried with exponential backoff and jitter, client-side throttled under the per-shard limits. If records
@@ -33,7 +34,7 @@ with DAG(
     default_args=default_args(retries=2),
     tags=tags("ingest", 1),
     params={
-        "users": Param(200, type="integer", minimum=1, maximum=1_000_000),
+        "users": Param(2_000, type="integer", minimum=1, maximum=1_000_000),
         "events_per_second": Param(5.0, type="number", exclusiveMinimum=0, maximum=50_000),
         "seed": Param(42, type="integer"),
         "late_fraction": Param(0.0, type="number", minimum=0, maximum=1),

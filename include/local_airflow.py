@@ -68,3 +68,50 @@ def migrate_db(env: dict[str, str]) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def load_dag(dag_id: str):
+    """A DAG from this repository's dags/ folder, parsed the way the scheduler parses it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        raise KeyError(f"no DAG {dag_id!r} in {REPO / 'dags'}")
+    return dag
+
+
+def run_dag(dag_id: str, logical_date=None, conf: dict | None = None):
+    """Run a DAG in-process with ``dag.test()`` (real task instances, XComs and DB rows); returns the DagRun.
+
+    For the interval timetables of this project, ``logical_date`` is the *end* of the wanted data interval.
+    """
+    dag = load_dag(dag_id)
+    return dag.test(logical_date=logical_date, run_conf=conf)
+
+
+def task_result(dag_run, task_id: str):
+    """The return value (XCom) of ``task_id`` in ``dag_run``."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value"
+        )
+        row = session.scalars(query).first()
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
+def task_states(dag_run) -> dict[str, str]:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        dr = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag_run.dag_id, DagRun.run_id == dag_run.run_id)
+        ).one()
+        return {ti.task_id: str(ti.state) for ti in dr.get_task_instances(session=session)}

@@ -104,10 +104,8 @@ def delivery_destination(settings: Settings) -> dict[str, Any]:
                         {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"},
                     ],
                 },
-                {
-                    "Type": "AppendDelimiterToRecord",
-                    "Parameters": [{"ParameterName": "Delimiter", "ParameterValue": "\\n"}],
-                },
+                # Default delimiter: a newline after every record (JSON lines).
+                {"Type": "AppendDelimiterToRecord", "Parameters": []},
             ],
         },
     }

@@ -1,4 +1,8 @@
-"""Test session setup: Airflow runs against a throwaway home and the local AWS endpoint's connection."""
+"""Test session setup: Airflow runs against a throwaway home and a local AWS endpoint of its own.
+
+The endpoint (moto + companion) is started once per test session on ``CLICKSTREAM_TEST_PORT`` (4666 by
+default, so a `make up` endpoint on 4566 can keep running) and stopped, by PID, at the end.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,55 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from include import local_airflow
 
 _HOME = Path(os.environ.get("CLICKSTREAM_TEST_HOME") or tempfile.mkdtemp(prefix="clickstream-tests-"))
 TEST_PORT = int(os.environ.get("CLICKSTREAM_TEST_PORT", "4666"))
-local_airflow.apply(local_airflow.local_env(home=_HOME / "airflow", port=TEST_PORT))
+ENV = local_airflow.local_env(
+    home=_HOME / "airflow",
+    port=TEST_PORT,
+    # Short Firehose buffers keep integration tests quick; AWS deployments keep the 60 s default.
+    extra={"CLICKSTREAM_FIREHOSE_BUFFER_SECONDS": "2", "CLICKSTREAM_RETRY_DELAY_SECONDS": "1"},
+)
+local_airflow.apply(ENV)
+
+
+@pytest.fixture(scope="session")
+def test_home() -> Path:
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def local_endpoint():
+    from include.local_aws import LocalEndpoint
+
+    endpoint = LocalEndpoint(port=TEST_PORT, state_dir=_HOME / "aws")
+    endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    local_airflow.migrate_db(ENV)
+    return ENV["AIRFLOW_HOME"]
+
+
+@pytest.fixture(scope="session")
+def aws_clients(local_endpoint):
+    import boto3
+
+    def make(service: str):
+        return boto3.client(
+            service,
+            endpoint_url=local_endpoint.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    return make
