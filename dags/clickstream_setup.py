@@ -8,7 +8,8 @@ Creates, idempotently, everything the pipeline needs in the account behind the `
 * the Firehose delivery stream (Kinesis source → S3 raw, GZIP JSON lines, dynamic partitioning by the
   event hour of `client_timestamp`, failed records under `raw/errors/`),
 * the SNS alert topic with an SQS inbox (and e-mail subscriptions from `CLICKSTREAM_ALERT_EMAILS`),
-* the Glue database with the `raw_events` table (partition projection, so Athena needs no crawler).
+* the Glue database with the `raw_events` table (partition projection, so Athena needs no crawler) and the
+  `compacted_events` and `quarantine_events` tables that hourly compaction fills.
 
 Trigger it manually once per environment; a second run changes nothing (every task logs
 `created` / `updated` / `unchanged` per resource, and the `summary` task prints them all).

@@ -101,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     hour_end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    hour_start = hour_end - timedelta(hours=1)
     params = {
         "users": args.users,
         "events_per_second": args.events_per_second,

@@ -245,51 +245,6 @@ def _all_subscriptions(sns: Any, topic_arn: str) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------- Glue
-def raw_events_table_input(settings: Settings) -> dict[str, Any]:
-    """The raw Firehose output as an Athena table: JSON SerDe, partition projection on the event hour."""
-    location = f"s3://{settings.bucket}/{settings.raw_prefix}"
-    return {
-        "Name": "raw_events",
-        "Description": "Firehose raw clickstream events (GZIP JSON lines), partitioned by event hour.",
-        "TableType": "EXTERNAL_TABLE",
-        "Parameters": {
-            "classification": "json",
-            "compressionType": "gzip",
-            "projection.enabled": "true",
-            "projection.event_date.type": "date",
-            "projection.event_date.format": "yyyy-MM-dd",
-            "projection.event_date.range": "2020-01-01,NOW",
-            "projection.event_date.interval": "1",
-            "projection.event_date.interval.unit": "DAYS",
-            "projection.event_hour.type": "integer",
-            "projection.event_hour.range": "0,23",
-            "projection.event_hour.digits": "2",
-            "storage.location.template": location + "event_date=${event_date}/event_hour=${event_hour}/",
-        },
-        "PartitionKeys": [
-            {"Name": "event_date", "Type": "string"},
-            {"Name": "event_hour", "Type": "string"},
-        ],
-        "StorageDescriptor": {
-            "Columns": [
-                {"Name": "event_id", "Type": "string"},
-                {"Name": "user_id", "Type": "int"},
-                {"Name": "device_id", "Type": "string"},
-                {"Name": "client_event", "Type": "string"},
-                {"Name": "client_timestamp", "Type": "string"},
-                {"Name": "countrycode", "Type": "string"},
-            ],
-            "Location": location,
-            "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
-            "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-            "SerdeInfo": {
-                "SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe",
-                "Parameters": {"ignore.malformed.json": "true"},
-            },
-        },
-    }
-
-
 def ensure_glue_database(glue: Any, database: str) -> Changes:
     try:
         glue.get_database(Name=database)
@@ -328,5 +283,15 @@ def ensure_glue_table(glue: Any, database: str, table_input: dict[str, Any]) -> 
 
 
 def catalog_tables(settings: Settings) -> list[dict[str, Any]]:
-    """Every Glue table the setup DAG maintains."""
-    return [raw_events_table_input(settings)]
+    """Every Glue table the setup DAG maintains: raw (projected), compacted and quarantine events."""
+    from include.compaction.catalog import (
+        compacted_events_table_input,
+        quarantine_table_input,
+        raw_events_table_input,
+    )
+
+    return [
+        raw_events_table_input(settings.bucket, settings.raw_prefix),
+        compacted_events_table_input(settings.bucket, settings.compacted_prefix),
+        quarantine_table_input(settings.bucket, settings.quarantine_prefix),
+    ]

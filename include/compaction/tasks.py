@@ -1,0 +1,115 @@
+"""What the ``clickstream_compaction`` DAG's tasks do, with Airflow-free signatures so tests can call them."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from include.compaction.catalog import COMPACTED_TABLE, QUARANTINE_TABLE, ensure_partition
+from include.compaction.compactor import compact_hour
+from include.compaction.layout import normalize_hour
+from include.compaction.manifest import find_late_objects, read_manifest
+from include.config import settings
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "max_future_skew_seconds": 300,
+    "on_late_data": "recompact",
+    "late_check_hours": 24,
+}
+
+
+def _params(params: dict | None) -> dict:
+    merged = {**DEFAULTS, **(params or {})}
+    if merged["on_late_data"] not in ("recompact", "alert"):
+        raise ValueError(f"on_late_data must be 'recompact' or 'alert', got {merged['on_late_data']!r}")
+    return merged
+
+
+def compact_interval(hour_start: datetime, params: dict | None = None, now: datetime | None = None) -> dict:
+    """Compact one event hour and return the counts (the asset event's extra)."""
+    from include.aws import client
+    from include.version import code_version
+
+    p = _params(params)
+    cfg = settings()
+    result = compact_hour(
+        client("s3"),
+        cfg.bucket,
+        normalize_hour(hour_start),
+        settings=cfg,
+        now=now or datetime.now(UTC),
+        code_version=code_version(),
+        max_future_skew=timedelta(seconds=int(p["max_future_skew_seconds"])),
+    )
+    summary = result.to_dict()
+    log.info(
+        "compacted %s: %s lines, %s valid, %s duplicates removed, %s quarantined %s, %s rows written, checksum %s",
+        summary["hour"],
+        summary["lines_read"],
+        summary["valid"],
+        summary["duplicates_removed"],
+        summary["quarantined"],
+        summary["quarantined_by_reason"],
+        summary["written_rows"],
+        summary["content_checksum"],
+    )
+    return summary
+
+
+def register_hour_partition(hour_start: datetime) -> dict[str, str]:
+    """Create or update the hour's Glue partitions of compacted_events and quarantine_events."""
+    from include.aws import client
+
+    cfg, glue, hour = settings(), client("glue"), normalize_hour(hour_start)
+    return {
+        table: ensure_partition(glue, cfg.glue_database, table, cfg.bucket, hour, prefix=prefix)
+        for table, prefix in (
+            (COMPACTED_TABLE, cfg.compacted_prefix),
+            (QUARANTINE_TABLE, cfg.quarantine_prefix),
+        )
+    }
+
+
+def handle_late_data(hour_start: datetime, params: dict | None = None, now: datetime | None = None) -> dict:
+    """Look back ``late_check_hours`` hours for raw objects that arrived after compaction; act on them.
+
+    ``recompact`` compacts such an hour again (the new objects are included; a rerun is idempotent) and
+    updates its partition; ``alert`` publishes an SNS alert listing them and leaves the hour as it is.
+    """
+    from include.aws import client
+    from include.callbacks import send_alert
+
+    p, cfg, s3 = _params(params), settings(), client("s3")
+    hour = normalize_hour(hour_start)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for back in range(1, int(p["late_check_hours"]) + 1):
+        earlier = hour - timedelta(hours=back)
+        if read_manifest(s3, cfg.bucket, earlier, settings=cfg) is None:
+            continue  # never compacted (e.g. before the DAG's first run): nothing to compare with
+        late = find_late_objects(s3, cfg.bucket, earlier, settings=cfg)
+        if late:
+            found[earlier.isoformat()] = late
+    actions: dict[str, Any] = {}
+    for hour_iso, objects in sorted(found.items()):
+        keys = [o["key"] for o in objects]
+        log.warning("hour %s received %d objects after compaction: %s", hour_iso, len(keys), keys[:10])
+        if p["on_late_data"] == "recompact":
+            earlier = datetime.fromisoformat(hour_iso)
+            result = compact_interval(earlier, p, now=now)
+            register_hour_partition(earlier)
+            actions[hour_iso] = {
+                "late_objects": len(keys),
+                "action": "recompacted",
+                "written_rows": result["written_rows"],
+            }
+        else:
+            send_alert(
+                f"[clickstream] late raw data for {hour_iso}",
+                f"{len(keys)} raw objects landed in hour {hour_iso} after it was compacted:\n"
+                + "\n".join(keys),
+            )
+            actions[hour_iso] = {"late_objects": len(keys), "action": "alerted"}
+    return {"checked_hours": int(p["late_check_hours"]), "late_hours": actions}
