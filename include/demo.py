@@ -152,6 +152,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     if missing:
         return 1
+
+    hour_start = hour_end - timedelta(hours=1)
+    run = local_airflow.run_dag(
+        "clickstream_compaction",
+        logical_date=hour_end,
+        # The hour has ended and Firehose has delivered (checked above): no need to wait for lateness.
+        conf={"allowed_lateness_seconds": 0, "firehose_buffer_seconds": int(DEMO_BUFFER_SECONDS)},
+    )
+    result = local_airflow.task_result(run, "compact") or {}
+    print(f"\n[demo] clickstream_compaction for {hour_start:%Y-%m-%d %H}:00 UTC: {run.state}")
+    if run.state != "success":
+        print(f"[demo] compaction failed: {local_airflow.task_states(run)}", file=sys.stderr)
+        return 1
+    print(
+        f"  {result['lines_read']} raw records → {result['written_rows']} rows "
+        f"({result['duplicates_removed']} duplicates removed, {result['quarantined']} quarantined "
+        f"{result['quarantined_by_reason']})"
+    )
+    for key in result["data_keys"] + result["quarantine_keys"] + [result["manifest_key"]]:
+        print(f"  s3://{bucket}/{key}")
+    print(f"  content checksum {result['content_checksum']}")
     return 0
 
 
