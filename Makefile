@@ -6,6 +6,10 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 PORT ?= 4566
+# uv verifies TLS with its bundled roots; machines behind a TLS-inspecting proxy publish theirs here.
+ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
+export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
+endif
 
 .PHONY: help bootstrap sync up down status demo test test-fast lint format bench airflow airflow-down clean
 
