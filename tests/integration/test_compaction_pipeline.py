@@ -57,7 +57,9 @@ def landed(local_endpoint, airflow_db, aws_clients):
     for end in INTERVAL_ENDS:
         run = run_dag("clickstream_producer", logical_date=end, conf=PARAMS)
         assert run.state == "success", task_states(run)
-    truth = [generate(ProducerParams.from_dict(PARAMS), end - timedelta(minutes=1), end) for end in INTERVAL_ENDS]
+    truth = [
+        generate(ProducerParams.from_dict(PARAMS), end - timedelta(minutes=1), end) for end in INTERVAL_ENDS
+    ]
     expected = Counter(rec.data for batch in truth for rec in batch)
     s3, bucket = aws_clients("s3"), settings().bucket
 
@@ -92,9 +94,10 @@ def test_rows_equal_the_valid_ground_truth(landed, compacted, aws_clients):
     for row in rows[:200]:
         event = expected[row["event_id"]]
         assert row["user_id"] == event["user_id"] and row["device_id"] == event["device_id"]
-        assert row["client_timestamp"].isoformat(timespec="milliseconds").replace("+00:00", "Z") == event[
-            "client_timestamp"
-        ]
+        assert (
+            row["client_timestamp"].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            == event["client_timestamp"]
+        )
     keys = [(r["user_id"], r["device_id"], r["client_timestamp"], r["event_id"]) for r in rows]
     assert keys == sorted(keys), "rows must be sorted by (user_id, device_id, client_timestamp)"
     sent_copies = sum(1 for line in hour_lines if kind_of[line] in ("valid", "late", "duplicate"))
@@ -104,7 +107,9 @@ def test_rows_equal_the_valid_ground_truth(landed, compacted, aws_clients):
 def test_quarantine_counts_equal_injected_faults(landed, compacted):
     _, kind_of, hour_lines = landed
     result, _ = compacted
-    injected = Counter(kind_of[line] for line in hour_lines if kind_of[line] not in ("valid", "late", "duplicate"))
+    injected = Counter(
+        kind_of[line] for line in hour_lines if kind_of[line] not in ("valid", "late", "duplicate")
+    )
     assert injected, "the malformed fraction should put records into the hour's partition"
     assert result["quarantined_by_reason"] == dict(injected)
 
@@ -134,7 +139,9 @@ def test_late_raw_object_is_detected_alerted_and_recompacted(compacted, aws_clie
         for i in range(3)
     ]
     body = gzip.compress(b"".join(json.dumps(e).encode() + b"\n" for e in late_events))
-    s3.put_object(Bucket=bucket, Key=f"{HOUR_PARTITION}late-arrival-{uuid.uuid4()}.gz", Body=body)
+    # Named like a Firehose object that was delivered late (e.g. after a long Firehose outage).
+    key = f"{HOUR_PARTITION}{settings().delivery_stream}-1-2026-11-25-07-12-00-{uuid.uuid4()}.gz"
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
 
     queue_url = sqs.get_queue_url(QueueName=settings().alert_queue)["QueueUrl"]
     sqs.purge_queue(QueueUrl=queue_url)
