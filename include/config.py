@@ -56,9 +56,16 @@ class Settings:
     #: Comma-separated e-mail addresses subscribed to the alert topic (none by default).
     alert_emails: str = field(default_factory=lambda: _env("CLICKSTREAM_ALERT_EMAILS", ""))
     #: An SQS queue subscribed to the alert topic, so alerts can be read back (tests, the dashboard).
-    alert_queue: str = field(default_factory=lambda: _env("CLICKSTREAM_ALERT_QUEUE", "clickstream-alerts-inbox"))
+    alert_queue: str = field(
+        default_factory=lambda: _env("CLICKSTREAM_ALERT_QUEUE", "clickstream-alerts-inbox")
+    )
     glue_database: str = field(default_factory=lambda: _env("CLICKSTREAM_GLUE_DATABASE", "clickstream"))
     flink_app: str = field(default_factory=lambda: _env("CLICKSTREAM_FLINK_APP", "clickstream-sessions"))
+    flink_role_arn: str = field(
+        default_factory=lambda: _env(
+            "CLICKSTREAM_FLINK_ROLE_ARN", "arn:aws:iam::123456789012:role/clickstream-flink"
+        )
+    )
 
     # Layout of the data lake bucket. Firehose expressions are evaluated by Firehose (or the local companion).
     raw_prefix: str = "raw/events/"
@@ -66,6 +73,10 @@ class Settings:
     compacted_prefix: str = "compacted/events/"
     quarantine_prefix: str = "quarantine/events/"
     manifest_prefix: str = "manifests/compaction/"
+    #: The Flink app's sinks: streaming/sessions/, streaming/metrics/, streaming/late_events/, …
+    streaming_prefix: str = "streaming/"
+    #: Where the setup DAG uploads the Flink application zip (artifacts bucket).
+    flink_code_key: str = "flink/clickstream-sessions.zip"
 
     @property
     def firehose_prefix(self) -> str:
