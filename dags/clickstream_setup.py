@@ -8,6 +8,8 @@ Creates, idempotently, everything the pipeline needs in the account behind the `
 * the Firehose delivery stream (Kinesis source → S3 raw, GZIP JSON lines, dynamic partitioning by the
   event hour of `client_timestamp`, failed records under `raw/errors/`),
 * the SNS alert topic with an SQS inbox (and e-mail subscriptions from `CLICKSTREAM_ALERT_EMAILS`),
+* the Managed Service for Apache Flink application (`FLINK-2_3`, the zip built from `include/flink_app` and
+  uploaded to the artifacts bucket, property groups for the stream and the S3 sinks, snapshots on),
 * the Glue database with the `raw_events` table (partition projection, so Athena needs no crawler) and the
   `compacted_events` and `quarantine_events` tables that hourly compaction fills.
 
@@ -88,6 +90,41 @@ with DAG(
         return changes
 
     @task
+    def publish_flink_code() -> dict:
+        """Build the application zip (deterministic, so an unchanged app keeps its ETag) and upload it."""
+        import os
+        import tempfile
+        from pathlib import Path
+
+        from include.aws import client
+        from include.config import settings
+        from include.flink_app.package import build, upload
+
+        cfg = settings()
+        jar = os.environ.get("CLICKSTREAM_KINESIS_CONNECTOR_JAR")
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest = build(Path(tmp) / "flink-app.zip", Path(jar) if jar else None)
+            uploaded = upload(
+                client("s3"), cfg.artifacts_bucket, cfg.flink_code_key, Path(tmp) / "flink-app.zip"
+            )
+        print(f"uploaded s3://{cfg.artifacts_bucket}/{cfg.flink_code_key} ({manifest['bytes']} bytes)")
+        return {"etag": uploaded["etag"], "run_options": manifest["run_options"]}
+
+    @task
+    def create_flink_app(code: dict) -> dict[str, str]:
+        from include.aws import client
+        from include.config import settings
+        from include.provision import ensure_flink_application
+
+        cfg = settings()
+        arn = client("kinesis").describe_stream_summary(StreamName=cfg.stream_name)[
+            "StreamDescriptionSummary"
+        ]["StreamARN"]
+        return ensure_flink_application(
+            client("kinesisanalyticsv2"), cfg, arn, code_etag=code["etag"], run_options=code["run_options"]
+        )
+
+    @task
     def summary(results: list[dict[str, str]]) -> dict[str, str]:
         merged: dict[str, str] = {}
         for result in results:
@@ -106,4 +143,8 @@ with DAG(
     alerting = create_alerting()
     catalog = create_catalog()
     buckets >> catalog
-    summary([buckets, stream, delivery, alerting, catalog])
+    code = publish_flink_code()
+    buckets >> code
+    flink_app = create_flink_app(code)
+    stream >> flink_app
+    summary([buckets, stream, delivery, alerting, catalog, flink_app])

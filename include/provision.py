@@ -298,17 +298,17 @@ def catalog_tables(settings: Settings) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------- Flink
-def flink_property_groups(settings: Settings, stream_arn: str, region: str) -> list[dict[str, Any]]:
-    """The application's property groups (keys defined by include.sessions.flink_job)."""
+def flink_property_groups(
+    settings: Settings, stream_arn: str, region: str, run_options: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The application's property groups (keys defined by include.sessions.flink_job); ``run_options`` is
+    what include.flink_app.package.build reported for the uploaded zip (entry point and connector jar)."""
     from include.sessions.flink_job import GROUP_CONSUMER, GROUP_SINK
 
     return [
         {
             "PropertyGroupId": "kinesis.analytics.flink.run.options",
-            "PropertyMap": {
-                "python": "main.py",
-                "jarfile": "lib/flink-sql-connector-aws-kinesis-streams.jar",
-            },
+            "PropertyMap": dict(run_options or {"python": "main.py"}),
         },
         {
             "PropertyGroupId": GROUP_CONSUMER,
@@ -326,7 +326,9 @@ def flink_property_groups(settings: Settings, stream_arn: str, region: str) -> l
     ]
 
 
-def flink_application_configuration(settings: Settings, stream_arn: str, region: str) -> dict[str, Any]:
+def flink_application_configuration(
+    settings: Settings, stream_arn: str, region: str, run_options: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "ApplicationCodeConfiguration": {
             "CodeContent": {
@@ -337,7 +339,9 @@ def flink_application_configuration(settings: Settings, stream_arn: str, region:
             },
             "CodeContentType": "ZIPFILE",
         },
-        "EnvironmentProperties": {"PropertyGroups": flink_property_groups(settings, stream_arn, region)},
+        "EnvironmentProperties": {
+            "PropertyGroups": flink_property_groups(settings, stream_arn, region, run_options)
+        },
         "FlinkApplicationConfiguration": {
             # Checkpoints every minute commit the sink files exactly once.
             "CheckpointConfiguration": {
@@ -363,12 +367,16 @@ def _property_map(groups: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 
 
 def ensure_flink_application(
-    kda: Any, settings: Settings, stream_arn: str, code_etag: str | None = None
+    kda: Any,
+    settings: Settings,
+    stream_arn: str,
+    code_etag: str | None = None,
+    run_options: dict[str, str] | None = None,
 ) -> Changes:
     """CreateApplication, or UpdateApplication when the properties or the code object changed."""
     name = settings.flink_app
     region = kda.meta.region_name
-    wanted = flink_application_configuration(settings, stream_arn, region)
+    wanted = flink_application_configuration(settings, stream_arn, region, run_options)
     key = f"kinesisanalyticsv2:{name}"
     try:
         detail = kda.describe_application(ApplicationName=name)["ApplicationDetail"]

@@ -1,0 +1,1 @@
+"""The Managed Service for Apache Flink application: entry point (``main.py``) and zip packaging (``package.py``)."""

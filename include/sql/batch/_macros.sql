@@ -1,0 +1,109 @@
+{#- DuckDB macros shared by the batch templates: the same definitions as include/sql/flink/_macros.sql, in the
+    DuckDB dialect. Timestamps are handled as epoch milliseconds and plain (UTC) TIMESTAMPs, so the DuckDB
+    session time zone never matters. -#}
+
+{#- One field of the raw JSON record as a string; NULL when missing, JSON null, an object/array or bad JSON
+    (what Flink's JSON_VALUE returns). `doc` is the record parsed once, NULL when it is not valid JSON. -#}
+{% macro field(name) -%}
+CASE WHEN json_type(doc, '$.{{ name }}') NOT IN ('OBJECT', 'ARRAY', 'NULL')
+    THEN json_extract_string(doc, '$.{{ name }}') END
+{%- endmacro %}
+
+{#- TRUE when the string is exactly the wire format and names a real instant (formatting the parsed value gives
+    the string back). Never NULL. -#}
+{% macro valid_ts(expr) -%}
+COALESCE(strftime(try_strptime({{ expr }}, {{ DUCKDB_TS_FORMAT }}), {{ DUCKDB_TS_FORMAT }}) = {{ expr }}, FALSE)
+{%- endmacro %}
+
+{% macro epoch_ms(expr) -%}
+epoch_ms(try_strptime({{ expr }}, {{ DUCKDB_TS_FORMAT }}))
+{%- endmacro %}
+
+{% macro iso(ms_expr) -%}
+strftime(make_timestamp(({{ ms_expr }}) * 1000), {{ DUCKDB_TS_FORMAT }})
+{%- endmacro %}
+
+{% macro check(rule) -%}
+{% set f = rule.field %}
+{% if rule.check == 'not_json_object' -%}
+NOT COALESCE(json_type(doc) = 'OBJECT', FALSE)
+{%- elif rule.check == 'null' -%}
+{{ f }} IS NULL
+{%- elif rule.check == 'bad_string' -%}
+({{ f }} = '' OR regexp_matches({{ f }}, '[\x00-\x1f]'))
+{%- elif rule.check == 'positive_int' -%}
+NOT COALESCE(regexp_full_match({{ f }}, '[0-9]{1,10}') AND TRY_CAST({{ f }} AS BIGINT) BETWEEN 1 AND 2147483647, FALSE)
+{%- elif rule.check == 'too_long' -%}
+length({{ f }}) > {{ CLIENT_EVENT_MAX_LEN }}
+{%- elif rule.check == 'bad_timestamp' -%}
+NOT {{ valid_ts(f) }}
+{%- elif rule.check == 'future' -%}
+{{ epoch_ms(f) }} > epoch_ms(now()) + {{ contract.max_future_skew_ms }}
+{%- else -%}
+{{ fail('no DuckDB rendering for reject check ' ~ rule.check) }}
+{%- endif %}
+{%- endmacro %}
+
+{% macro reject_reason() -%}
+CASE
+{% for rule in REJECT_RULES %}
+    WHEN {{ check(rule) }} THEN {{ rule.reason | sql_str }}
+{% endfor %}
+END
+{%- endmacro %}
+
+{#- The CTEs parsed_events, checked_events and unique_events over the source relation.
+    source: a relation (table name, subquery or table function) with
+      source_kind == 'raw':   record VARCHAR (one JSON event as received) and the arrival_order column;
+      source_kind == 'typed': event_id, user_id, device_id, client_event, countrycode and client_timestamp as a
+                              TIMESTAMP/TIMESTAMPTZ (e.g. the compacted Parquet), plus the arrival_order column.
+    arrival_order: an expression; among copies of an event_id the smallest is kept (Flink keeps the first
+    arrival). -#}
+{% macro event_ctes(source, source_kind, arrival_order) -%}
+{% if source_kind == 'raw' %}
+source_records AS (
+    SELECT record, {{ arrival_order }} AS arrival_order,
+        CASE WHEN json_valid(record) THEN record::JSON END AS doc
+    FROM {{ source }}
+    WHERE trim(record) <> ''
+),
+parsed_events AS (
+    SELECT
+        record, arrival_order, doc,
+{% for name in ('event_id', 'user_id', 'device_id', 'client_event', 'client_timestamp', 'countrycode') %}
+        {{ field(name) | indent(8) }} AS {{ name }},
+{% endfor %}
+    FROM source_records
+),
+{% elif source_kind == 'typed' %}
+parsed_events AS (
+    SELECT
+        to_json({'event_id': event_id, 'user_id': user_id, 'device_id': device_id, 'client_event': client_event,
+            'client_timestamp': {{ iso('epoch_ms(client_timestamp)') }}, 'countrycode': countrycode})::VARCHAR AS record,
+        {{ arrival_order }} AS arrival_order,
+        '{}'::JSON AS doc,
+        event_id::VARCHAR AS event_id,
+        user_id::VARCHAR AS user_id,
+        device_id::VARCHAR AS device_id,
+        client_event::VARCHAR AS client_event,
+        {{ iso('epoch_ms(client_timestamp)') }} AS client_timestamp,
+        countrycode::VARCHAR AS countrycode
+    FROM {{ source }}
+),
+{% else %}
+{{ fail('source_kind must be raw or typed, got ' ~ source_kind) }}
+{% endif %}
+checked_events AS (
+    SELECT *, {{ reject_reason() | indent(8) }} AS reason
+    FROM parsed_events
+),
+unique_events AS (
+    SELECT
+        event_id, CAST(user_id AS INTEGER) AS user_id, device_id, client_event, client_timestamp, countrycode,
+        {{ epoch_ms('client_timestamp') }} AS event_ms,
+        client_timestamp || chr(1) || client_event || chr(1) || event_id || chr(1) || countrycode AS sort_key
+    FROM checked_events
+    WHERE reason IS NULL
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY arrival_order) = 1
+)
+{%- endmacro %}
