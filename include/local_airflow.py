@@ -6,6 +6,7 @@ Used by ``make demo``, ``make airflow`` and the tests, so all three run the same
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -70,11 +71,16 @@ def migrate_db(env: dict[str, str]) -> None:
     )
 
 
-def load_dag(dag_id: str):
-    """A DAG from this repository's dags/ folder, parsed the way the scheduler parses it."""
+@functools.lru_cache(maxsize=1)
+def _dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"))
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def load_dag(dag_id: str):
+    """A DAG from this repository's dags/ folder, parsed the way the scheduler parses it (once per process)."""
+    bag = _dagbag()
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
