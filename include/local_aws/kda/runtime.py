@@ -1,0 +1,631 @@
+"""One run of an application: check it, bridge Kinesis into the spool, run the job, upload its output, stop it.
+
+An :class:`AppRuntime` lives from StartApplication to the end of the stop (or failure). Its work happens in
+background threads and reports back through :class:`RuntimeEvents`, which the handler turns into status
+changes, snapshots and operation results. The local differences from AWS:
+
+* the job is the repository's own sessions job (:mod:`include.sessions.flink_job`) run by the local runner;
+  the application's code zip is only checked to exist in S3 (a missing one fails the start as on AWS);
+* ``consumer.config.0`` (Kinesis) is served by the :mod:`.bridge` into a spool directory that the job reads
+  with the filesystem connector; ``sink.config.0``'s ``s3://`` path becomes a local directory that the
+  :mod:`.uploader` copies to S3; parallelism is always 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from include.local_aws.firehose.streams import atomic_write_json, parse_arn
+from include.local_aws.kda.bridge import Bridge, parse_start
+from include.local_aws.kda.runner import RUNNING, TERMINAL, JobRequest, JobRunner, RunnerError
+from include.local_aws.kda.spool import Spool, SpoolError
+from include.local_aws.kda.store import bucket_of
+from include.local_aws.kda.uploader import Uploader, parse_s3_url
+
+GROUP_CONSUMER = "consumer.config.0"
+GROUP_SINK = "sink.config.0"
+#: Groups Managed Flink reads itself; not passed to the job.
+AWS_ONLY_GROUPS = ("kinesis.analytics.flink.run.options",)
+#: How often the local source lists the spool directory.
+MONITOR_INTERVAL = "500 ms"
+MONITOR_INTERVAL_S = 0.5
+START_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 120.0
+#: How long a stop waits for the job to pick up the newest spool file before taking the savepoint.
+PICKUP_WAIT_S = 5.0
+#: How long a savepoint waits, beyond one checkpoint interval, for a just-started job to be ready for it.
+READY_WAIT_S = 60.0
+STATUS_POLL_S = 0.5
+#: Run directories (job log, checkpoints) kept per application.
+KEEP_RUNS = 5
+
+
+class LaunchError(Exception):
+    """The application cannot run as configured; the message is the failure reason users see."""
+
+
+class RuntimeEvents(Protocol):
+    def running(self, runtime: AppRuntime) -> None: ...
+
+    def failed(self, runtime: AppRuntime, reason: str) -> None: ...
+
+    def stopped(self, runtime: AppRuntime, snapshot: dict | None) -> None: ...
+
+    def snapshot_done(
+        self, runtime: AppRuntime, name: str, snapshot: dict | None, error: str | None
+    ) -> None: ...
+
+
+@dataclass
+class Plan:
+    """What a run needs, derived once from the application's configuration."""
+
+    groups: dict[str, dict[str, str]]
+    stream_arn: str
+    start: tuple[str, float]
+    bucket: str
+    prefix: str
+    checkpoint_interval_ms: int
+
+
+def groups_of(app: dict) -> dict[str, dict[str, str]]:
+    descs = app["config"]["EnvironmentPropertyDescriptions"]["PropertyGroupDescriptions"]
+    return {g["PropertyGroupId"]: dict(g["PropertyMap"]) for g in descs}
+
+
+def local_path(location: str) -> Path:
+    """A savepoint location as a local path (Flink reports ``file:/...`` URIs)."""
+    if location.startswith("file:"):
+        location = urlparse(location).path
+    return Path(location).resolve()
+
+
+def checkpoint_interval_ms(app: dict) -> int:
+    """The job's checkpoint interval; sinks commit files on checkpoints, so output appears at this pace."""
+    checkpoint = app["config"]["FlinkApplicationConfigurationDescription"][
+        "CheckpointConfigurationDescription"
+    ]
+    return int(checkpoint["CheckpointInterval"])
+
+
+class AppRuntime:
+    """One run of one application (see the module docstring); thread-safe, driven by the handler."""
+
+    def __init__(
+        self,
+        app: dict,
+        app_dir: Path,
+        runner: JobRunner,
+        client: Callable[..., Any],
+        events: RuntimeEvents,
+        log: logging.Logger,
+    ):
+        self.app = app  # a copy taken at start; the handler owns the live record
+        self.key = f"{app['region']}/{app['name']}"
+        self.app_dir = app_dir
+        self.runner = runner
+        self.client = client
+        self.events = events
+        self.log = log
+        self.lock = threading.RLock()
+        self.spool = Spool(app_dir / "spool", MONITOR_INTERVAL_S)
+        self.bridge: Bridge | None = None
+        self.uploader: Uploader | None = None
+        self.handle: dict | None = None
+        self.plan: Plan | None = None
+        self.phase = "NEW"  # NEW → STARTING → RUNNING → STOPPING → DONE
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+        self.swapping = False
+        self.restore: dict | None = None
+        self._finished = False
+
+    # -- paths ---------------------------------------------------------------------------------------------
+    @property
+    def output_dir(self) -> Path:
+        return self.app_dir / "output"
+
+    @property
+    def job_file(self) -> Path:
+        return self.app_dir / "job.json"
+
+    def savepoint_dir(self, name: str) -> Path:
+        return self.app_dir / "savepoints" / name
+
+    # -- planning (AWS's start-time checks) ----------------------------------------------------------------
+    def make_plan(self) -> Plan:
+        app = self.app
+        groups = groups_of(app)
+        consumer = groups.get(GROUP_CONSUMER)
+        sink = groups.get(GROUP_SINK)
+        if consumer is None:
+            raise LaunchError(f"property group {GROUP_CONSUMER!r} is missing: the job has no source")
+        if sink is None:
+            raise LaunchError(f"property group {GROUP_SINK!r} is missing: the job has no sink")
+        self._check_code()
+        local = {gid: dict(props) for gid, props in groups.items() if gid not in AWS_ONLY_GROUPS}
+        connector = consumer.get("connector", "kinesis").strip()
+        if connector != "kinesis":
+            raise LaunchError(
+                f"{GROUP_CONSUMER} connector {connector!r} is not supported locally: the local Managed Flink reads "
+                "a Kinesis stream (connector 'kinesis' with stream.arn) through the companion"
+            )
+        stream_arn = consumer.get("stream.arn", "").strip()
+        if not stream_arn:
+            raise LaunchError(f"{GROUP_CONSUMER} needs 'stream.arn' (got {consumer!r})")
+        try:
+            region = parse_arn(stream_arn, "kinesis", "stream")[0]
+        except Exception as exc:
+            raise LaunchError(f"{GROUP_CONSUMER} stream.arn: {getattr(exc, 'message', exc)}") from None
+        try:
+            self.client("kinesis", region).describe_stream_summary(StreamARN=stream_arn)
+        except ClientError as exc:
+            raise LaunchError(f"{GROUP_CONSUMER} stream.arn {stream_arn}: {describe_error(exc)}") from None
+        try:
+            start = parse_start(consumer, 0.0)
+        except ValueError as exc:
+            raise LaunchError(str(exc)) from None
+        output = sink.get("output.path", "").strip()
+        try:
+            bucket, prefix = parse_s3_url(output)
+        except ValueError as exc:
+            raise LaunchError(
+                f"{exc} (the local run writes a local directory that the companion uploads to S3)"
+            ) from None
+        try:
+            self.client("s3", app["region"]).head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            raise LaunchError(
+                f"{GROUP_SINK} output.path {output}: bucket {bucket!r} is not reachable: {describe_error(exc)}"
+            ) from None
+        # The same groups with local connectors: the job reads the spool and writes the output directory.
+        local[GROUP_CONSUMER] = {
+            "connector": "filesystem",
+            "path": str(self.spool.source_dir()),
+            "source.monitor-interval": MONITOR_INTERVAL,
+        }
+        local[GROUP_SINK] = {**sink, "output.path": str(self.output_dir)}
+        try:
+            from include.sessions.flink_job import JobConfigError, job_from_properties
+        except ImportError as exc:
+            raise LaunchError(f"the sessions job cannot be built: {exc}") from None
+        try:
+            job_from_properties(local)
+        except (JobConfigError, ValueError) as exc:
+            raise LaunchError(f"invalid application properties: {exc}") from None
+        return Plan(local, stream_arn, start, bucket, prefix, checkpoint_interval_ms(app))
+
+    def _check_code(self) -> None:
+        desc = self.app["config"]["ApplicationCodeConfigurationDescription"]["CodeContentDescription"]
+        location = desc.get("S3ApplicationCodeLocationDescription")
+        if not location:
+            return  # inline zip: nothing to fetch
+        bucket = bucket_of(location["BucketARN"], "S3ContentLocation.BucketARN")
+        kwargs = {"Bucket": bucket, "Key": location["FileKey"]}
+        if location.get("ObjectVersion"):
+            kwargs["VersionId"] = location["ObjectVersion"]
+        try:
+            self.client("s3", self.app["region"]).head_object(**kwargs)
+        except ClientError as exc:
+            raise LaunchError(
+                f"application code s3://{bucket}/{location['FileKey']} cannot be read: {describe_error(exc)}"
+            ) from None
+
+    # -- start ---------------------------------------------------------------------------------------------
+    def start(self, restore: dict | None, allow_non_restored: bool) -> None:
+        """Begin the run in the background; ``restore`` is a snapshot record (None: start without state)."""
+        with self.lock:
+            self.phase = "STARTING"
+            self.restore = restore
+        threading.Thread(
+            target=self._start,
+            args=(restore, allow_non_restored),
+            name=f"kda-start-{self.app['name']}",
+            daemon=True,
+        ).start()
+
+    def _start(self, restore: dict | None, allow_non_restored: bool) -> None:
+        try:
+            self.plan = self.make_plan()
+            if restore is not None:
+                try:
+                    self.spool.restore(restore["spool"])
+                except SpoolError as exc:
+                    raise LaunchError(f"snapshot {restore['name']} cannot be restored: {exc}") from None
+                if restore.get("unpicked") is not None:
+                    self.spool.mark_unread(int(restore["unpicked"]))
+            else:
+                self.spool.new_epoch()
+            self._housekeeping(restore)
+            self._launch(restore.get("savepoint") if restore else None, allow_non_restored)
+        except LaunchError as exc:
+            self._fail(str(exc))
+            return
+        except RunnerError as exc:
+            self._fail(str(exc))
+            return
+        except Exception as exc:
+            self.log.exception("kinesisanalytics: starting %s failed", self.key)
+            self._fail(f"{type(exc).__name__}: {exc}")
+            return
+        self._watch()
+
+    def _housekeeping(self, restore: dict | None) -> None:
+        """Drop what no snapshot can need any more: spool epochs, old runs, companion-shutdown savepoints."""
+        keep = {int(s["spool"]["epoch"]) for s in self.app.get("snapshots", {}).values() if s.get("spool")}
+        removed = self.spool.prune(keep)
+        if removed:
+            self.log.info("kinesisanalytics: %s: removed spool epochs %s", self.key, removed)
+        runs = sorted((self.app_dir / "runs").glob("*")) if (self.app_dir / "runs").is_dir() else []
+        for old in runs[:-KEEP_RUNS]:
+            shutil.rmtree(old, ignore_errors=True)
+        restoring = local_path(restore["savepoint"]) if restore and restore.get("savepoint") else None
+        for suspended in (self.app_dir / "savepoints").glob("_suspend-*"):
+            if (
+                restoring is None
+                or restoring != suspended.resolve()
+                and suspended.resolve() not in restoring.parents
+            ):
+                shutil.rmtree(suspended, ignore_errors=True)
+
+    def _launch(self, savepoint: str | None, allow_non_restored: bool) -> None:
+        plan = self.plan
+        assert plan is not None
+        groups = {gid: dict(p) for gid, p in plan.groups.items()}
+        groups[GROUP_CONSUMER]["path"] = str(self.spool.source_dir())  # the epoch may have changed on restore
+        if self.cancel.is_set():
+            raise LaunchError("the start was cancelled by a forced stop")
+        work = self.app_dir / "runs" / time.strftime("%Y%m%dT%H%M%S")
+        while work.exists():
+            work = work.with_name(work.name + "x")
+        work.mkdir(parents=True)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        request = JobRequest(
+            name=f"kinesisanalytics/{self.key}",
+            groups=groups,
+            spool_dir=self.spool.epoch_dir(),
+            output_dir=self.output_dir,
+            work_dir=work,
+            checkpoint_interval_ms=plan.checkpoint_interval_ms,
+            monitor_interval_ms=int(MONITOR_INTERVAL_S * 1000),
+            restore_savepoint=savepoint,
+            allow_non_restored_state=allow_non_restored,
+        )
+        handle = self.runner.start(request)
+        self._set_handle(handle)
+        if self.cancel.is_set():  # stopped (or suspended) while the job was being launched
+            raise LaunchError("the start was cancelled while the job was launching")
+        self._start_side_threads()
+
+    def _set_handle(self, handle: dict) -> None:
+        # What the job started from goes along, so a re-adopted run can still be started over (see suspend).
+        atomic_write_json(
+            self.job_file, {"handle": handle, "spool_epoch": self.spool.epoch, "restore": self.restore}
+        )
+        self.handle = handle
+
+    def adopt(self, handle: dict, running: bool, restore: dict | None) -> None:
+        """Take over a job that survived a companion crash (kill -9): resume bridge, uploader and watching.
+
+        ``running``: the application was already RUNNING (else it becomes so once the job is ready). Raises
+        (LaunchError, ...) when the run cannot go on; the job is then killed by :meth:`_fail`.
+        """
+        with self.lock:
+            self.phase = "RUNNING" if running else "STARTING"
+            self.restore = restore
+        self.handle = handle
+        self.plan = self.make_plan()
+        self._start_side_threads()
+        threading.Thread(
+            target=self._watch, args=(running,), name=f"kda-watch-{self.app['name']}", daemon=True
+        ).start()
+
+    def _start_side_threads(self) -> None:
+        """The bridge (Kinesis → spool) and the uploader (output → S3) of this run."""
+        plan = self.plan
+        assert plan is not None
+        kind, stamp = plan.start
+        start = (kind, stamp if kind == "AT_TIMESTAMP" else self.spool.epoch_created())
+        region = parse_arn(plan.stream_arn, "kinesis", "stream")[0]
+        self.bridge = Bridge(
+            self.spool,
+            self.client("kinesis", region),
+            plan.stream_arn,
+            start,
+            self.log,
+            self._fatal,
+            name=f"kda-bridge-{self.app['name']}",
+        )
+        if self.restore is not None and self.restore.get("unpicked") is not None:
+            grace = START_TIMEOUT_S + self._interval_s()
+            self.bridge.unread_grace = (int(self.restore["unpicked"]), grace)
+        self.bridge.start()
+        self.uploader = Uploader(
+            self.output_dir,
+            plan.bucket,
+            plan.prefix,
+            self.client("s3", self.app["region"]),
+            self.app_dir / "uploads.json",
+            self.log,
+            name=f"kda-upload-{self.app['name']}",
+        )
+        self.uploader.start()
+
+    # -- watching --------------------------------------------------------------------------------------------
+    def _watch(self, already_running: bool = False) -> None:
+        """Report RUNNING once the job runs *and* can take a savepoint; report a job that ends as a failure.
+
+        The runner says RUNNING as soon as the job is submitted, while its tasks may still be deploying; a
+        savepoint then fails ("not all required tasks are currently running") and the runner process exits.
+        So the application turns RUNNING only when the runner reports the job ready (a first checkpoint done).
+        """
+        deadline = time.monotonic() + START_TIMEOUT_S + self._interval_s()
+        announced = already_running
+        while not self.done.is_set():
+            with self.lock:
+                phase = self.phase
+            if phase in ("STOPPING", "DONE"):
+                return
+            if self.swapping:  # a snapshot replaces the job; its old handle ends on purpose
+                self.done.wait(STATUS_POLL_S)
+                continue
+            try:
+                status = self.runner.status(self.handle or {})
+            except Exception as exc:
+                self.log.exception("kinesisanalytics: status of %s failed", self.key)
+                status_state, reason = "FAILED", f"cannot read the job's status: {exc}"
+            else:
+                status_state, reason = status.state, status.reason
+            if status_state == RUNNING and not announced and self._ready():
+                with self.lock:
+                    if self.phase == "STARTING":
+                        self.phase = "RUNNING"
+                announced = True
+                self.events.running(self)
+            elif status_state in TERMINAL:
+                with self.lock:
+                    if self.phase in ("STOPPING", "DONE"):
+                        return
+                self._fail(f"the Flink job ended ({status_state}): {reason or 'no reason given'}")
+                return
+            elif not announced and time.monotonic() > deadline:
+                self._fail(
+                    f"the Flink job did not reach RUNNING with a completed checkpoint within "
+                    f"{START_TIMEOUT_S + self._interval_s():.0f}s"
+                )
+                return
+            self.done.wait(STATUS_POLL_S)
+
+    def _fatal(self, reason: str) -> None:
+        """A side thread (the bridge) cannot go on: the run fails like a crashed job."""
+        threading.Thread(target=self._fail, args=(reason,), name="kda-fail", daemon=True).start()
+
+    def _fail(self, reason: str) -> None:
+        with self.lock:
+            if self._finished:
+                return
+            if self.cancel.is_set():  # a stop is under way and reports the end of the run itself
+                self.phase = "STOPPING"
+                quiet = True
+            elif self.phase == "STOPPING":
+                return
+            else:
+                self.phase = "STOPPING"
+                quiet = False
+        if quiet:
+            self.log.info("kinesisanalytics: %s ended during its stop: %s", self.key, reason)
+            self._teardown(kill=True)
+            self._finish()
+            return
+        self._teardown(kill=True)
+        self._finish()
+        self.events.failed(self, reason)
+
+    # -- stop ------------------------------------------------------------------------------------------------
+    def stop(self, force: bool, snapshot_name: str | None) -> None:
+        """Stop in the background; without ``force`` and with ``snapshot_name`` take a savepoint first."""
+        with self.lock:
+            if self._finished:
+                return
+            if self.phase == "STOPPING":  # a stop is under way already: a forced one only hurries it
+                if force:
+                    self.force()
+                return
+            was = self.phase
+            self.phase = "STOPPING"
+            self.cancel.set()
+        threading.Thread(
+            target=self._stop,
+            args=(force, snapshot_name, was),
+            name=f"kda-stop-{self.app['name']}",
+            daemon=True,
+        ).start()
+
+    def _stop(self, force: bool, snapshot_name: str | None, was: str) -> None:
+        snapshot = None
+        try:
+            if self.handle is None and was == "STARTING":
+                # The start thread has not launched the job yet; it sees ``cancel`` and gives up.
+                for _ in range(600):
+                    if self.handle is not None or self._start_gave_up():
+                        break
+                    time.sleep(0.1)
+            if self.handle is not None:
+                if not force and snapshot_name is not None:
+                    snapshot = self._savepoint_stop(snapshot_name)
+                else:
+                    self._teardown(kill=True)
+        except Exception as exc:
+            self.log.exception(
+                "kinesisanalytics: stopping %s with a snapshot failed; killing the job", self.key
+            )
+            self._teardown(kill=True)
+            snapshot = {"name": snapshot_name, "error": f"{type(exc).__name__}: {exc}"}
+        self._teardown(kill=False)
+        self._finish()
+        self.events.stopped(self, snapshot)
+
+    def _start_gave_up(self) -> bool:
+        return self._finished
+
+    def force(self) -> None:
+        """A forced stop during a stop with snapshot: kill the job now (the savepoint then fails)."""
+        self.cancel.set()
+        handle = self.handle
+        if handle is not None:
+            try:
+                self.runner.kill(handle)
+            except Exception:
+                self.log.exception("kinesisanalytics: killing the job of %s failed", self.key)
+
+    def _interval_s(self) -> float:
+        return (self.plan.checkpoint_interval_ms if self.plan else checkpoint_interval_ms(self.app)) / 1000
+
+    def _ready(self) -> bool:
+        try:
+            return bool(self.handle) and self.runner.ready(self.handle or {})
+        except Exception as exc:
+            self.log.warning("kinesisanalytics: readiness of %s unknown: %s", self.key, exc)
+            return False
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Until the job can take a savepoint; RunnerError (with the reason) if it cannot in time."""
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            status = self.runner.status(self.handle or {})
+            if status.state in TERMINAL:
+                raise RunnerError(
+                    f"the Flink job ended ({status.state}): {status.reason or 'no reason given'}"
+                )
+            if time.monotonic() >= deadline:
+                raise RunnerError(
+                    f"the Flink job completed no checkpoint within {timeout:.0f}s of starting, so no savepoint "
+                    "can be taken"
+                )
+            time.sleep(0.2)
+
+    def _savepoint_stop(self, name: str, ready_timeout: float | None = None) -> dict:
+        self._wait_ready(self._interval_s() + READY_WAIT_S if ready_timeout is None else ready_timeout)
+        state = self._quiesce()
+        path = self.runner.stop(self.handle or {}, self.savepoint_dir(name), STOP_TIMEOUT_S)
+        self.handle = None
+        if not path:
+            raise RunnerError("the runner stopped the job but returned no savepoint")
+        return {**state, "name": name, "savepoint": path}
+
+    def _quiesce(self) -> dict:
+        """Hold the bridge and let the job pick up the newest file; the spool state a savepoint goes with."""
+        if self.bridge is not None:
+            self.bridge.pause()
+        unpicked = None
+        last = self.spool.last_published()
+        if last is not None and not self.spool.wait_picked_up(last, PICKUP_WAIT_S):
+            unpicked = last
+            self.log.warning(
+                "kinesisanalytics: %s has not picked up spool file %d before the savepoint", self.key, last
+            )
+        return {"spool": self.spool.snapshot_state(), "unpicked": unpicked}
+
+    def take_snapshot(self, name: str) -> None:
+        """CreateApplicationSnapshot: a savepoint of the running job, in the background."""
+        threading.Thread(
+            target=self._snapshot, args=(name,), name=f"kda-snap-{self.app['name']}", daemon=True
+        ).start()
+
+    def _snapshot(self, name: str) -> None:
+        try:
+            with self.lock:
+                if self.phase != "RUNNING" or self.handle is None:
+                    raise RunnerError(f"the application is {self.phase.lower()}, not running")
+            self._wait_ready(self._interval_s() + READY_WAIT_S)
+            self.swapping = True
+            try:
+                state = self._quiesce()
+                path, handle = self.runner.savepoint(self.handle, self.savepoint_dir(name), STOP_TIMEOUT_S)
+                self.restore = {**state, "name": name, "savepoint": path}  # what the new job starts from
+                self._set_handle(handle)
+            finally:
+                self.swapping = False
+                if self.bridge is not None:
+                    self.bridge.resume()
+            self.events.snapshot_done(self, name, {**state, "name": name, "savepoint": path}, None)
+        except Exception as exc:
+            self.log.error("kinesisanalytics: snapshot %s of %s failed: %s", name, self.key, exc)
+            self.events.snapshot_done(self, name, None, f"{type(exc).__name__}: {exc}")
+
+    def suspend(self) -> dict | None:
+        """Companion shutdown (synchronous): how the next companion resumes this run, or None if not running.
+
+        A job ready for a savepoint stops with one (``{"kind": "savepoint", ...}``, a snapshot record). A job
+        that has not completed a checkpoint yet has committed no output, so it is killed and the next
+        companion simply repeats this run's start (``{"kind": "rerun", "restore": ...}``): same result, no
+        loss and no duplicate.
+        """
+        with self.lock:
+            if self._finished or self.phase not in ("STARTING", "RUNNING"):
+                return None
+            self.phase = "STOPPING"
+            self.cancel.set()
+        saved: dict | None = None
+        if self.handle is not None and self._ready():
+            try:
+                saved = {
+                    "kind": "savepoint",
+                    **self._savepoint_stop(f"_suspend-{int(time.time() * 1000)}", 0),
+                }
+            except Exception as exc:
+                self.log.error("kinesisanalytics: suspending %s with a savepoint failed: %s", self.key, exc)
+        if saved is None:
+            saved = {"kind": "rerun", "restore": self.restore}
+        self._teardown(kill=saved["kind"] == "rerun")
+        self._finish()
+        return saved
+
+    # -- teardown ------------------------------------------------------------------------------------------
+    def _teardown(self, kill: bool) -> None:
+        if kill and self.handle is not None:
+            try:
+                self.runner.kill(self.handle)
+            except Exception:
+                self.log.exception("kinesisanalytics: killing the job of %s failed", self.key)
+            self.handle = None
+        if self.bridge is not None:
+            self.bridge.stop()
+        if self.uploader is not None:
+            self.uploader.stop(final_sweep=True)
+
+    def _finish(self) -> None:
+        with self.lock:
+            self._finished = True
+            self.phase = "DONE"
+        self.done.set()
+        self.job_file.unlink(missing_ok=True)
+
+    def stats(self) -> dict:
+        out: dict[str, Any] = {"phase": self.phase, "spool_epoch": self.spool.epoch, "handle": self.handle}
+        if self.bridge is not None:
+            out["bridge"] = self.bridge.snapshot()
+        if self.uploader is not None:
+            out["uploader"] = self.uploader.snapshot()
+        return out
+
+    def destroy(self) -> None:
+        shutil.rmtree(self.app_dir, ignore_errors=True)
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return f"{exc.response['Error'].get('Code')}: {exc.response['Error'].get('Message')}"
+    if isinstance(exc, BotoCoreError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,221 @@
+"""The local Managed Flink running the real sessions job in PyFlink: Kinesis in, sessions in S3 out.
+
+One application, three JVM starts: start, stop with a snapshot while sessions are still open, more events, start
+from the snapshot, stop. The sessions in S3 must be exactly the sessions the reference sessionizer
+(:mod:`include.sessions.reference`) computes from the same events — none lost and none twice — and the open
+sessions must continue across the snapshot. A malformed record goes to the rejected sink and kills nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from include.local_aws.endpoint import LocalEndpoint
+from include.sessions.contract import SessionContract
+from include.sessions.reference import check_records, sessionize
+from tests.local_aws.support import companion_get, free_port_pair, list_keys, make_client, wait_for
+
+pytestmark = pytest.mark.integration
+
+APP = "sessions-app"
+STREAM = "clicks"
+BUCKET = "flink-lake"
+ROLE = "arn:aws:iam::123456789012:role/flink"
+GAP_S = 60
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEndpoint]:
+    ep = LocalEndpoint(free_port_pair(), tmp_path_factory.mktemp("kda-flink"))
+    ep.start(timeout=60)
+    try:
+        yield ep
+    finally:
+        ep.stop()
+
+
+@pytest.fixture(scope="module")
+def aws(endpoint: LocalEndpoint) -> dict[str, Any]:
+    return {name: make_client(endpoint.url, name) for name in ("kinesisanalyticsv2", "kinesis", "s3")}
+
+
+class Clock:
+    """Events in event-time order, starting 40 minutes ago (far enough back to leave room, never in the future)."""
+
+    def __init__(self) -> None:
+        self.base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)
+        self.serial = 0
+
+    def event(
+        self, user: int, second: float, client_event: str = "view_cart", device: str = "mobile"
+    ) -> dict:
+        self.serial += 1
+        stamp = self.base + timedelta(seconds=second)
+        return {
+            "event_id": f"ev-{self.serial:05d}",
+            "user_id": user,
+            "device_id": device,
+            "client_event": client_event,
+            "client_timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+            "countrycode": "DE" if user % 2 else "BE",
+        }
+
+
+def put(aws: dict, events: list[dict | bytes]) -> None:
+    """Put in order, one batch after the other (arrival order = the list's order)."""
+    for start in range(0, len(events), 100):
+        batch = events[start : start + 100]
+        aws["kinesis"].put_records(
+            StreamName=STREAM,
+            Records=[
+                {
+                    "Data": e if isinstance(e, bytes) else json.dumps(e).encode(),
+                    "PartitionKey": f"p{start + i}",
+                }
+                for i, e in enumerate(batch)
+            ],
+        )
+
+
+def rows(aws: dict, table: str) -> list[dict]:
+    out: list[dict] = []
+    for key in list_keys(aws["s3"], BUCKET, f"sessions-app/{table}/"):
+        name = key.rsplit("/", 1)[-1]
+        assert not name.startswith("."), f"an uncommitted file reached S3: {key}"
+        if name.startswith("_"):
+            continue
+        body = aws["s3"].get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+        out.extend(json.loads(line) for line in body.splitlines() if line.strip())
+    return out
+
+
+def wait_status(aws: dict, wanted: str, timeout: float) -> dict:
+    def check() -> dict | None:
+        detail = aws["kinesisanalyticsv2"].describe_application(ApplicationName=APP)["ApplicationDetail"]
+        if detail["ApplicationStatus"] == "READY" and wanted != "READY":
+            raise AssertionError(f"{APP} fell back to READY: {detail.get('ApplicationDescription')}")
+        return detail if detail["ApplicationStatus"] == wanted else None
+
+    return wait_for(check, timeout, f"{APP} to be {wanted}", interval=0.5)
+
+
+def test_sessions_survive_a_snapshot_stop_and_restore(endpoint, aws):
+    s3, kinesis, kda = aws["s3"], aws["kinesis"], aws["kinesisanalyticsv2"]
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="code/flink-app.zip", Body=b"PK\x05\x06" + b"\0" * 18)
+    kinesis.create_stream(StreamName=STREAM, ShardCount=2)
+    arn = kinesis.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]["StreamARN"]
+    groups = {
+        "consumer.config.0": {
+            "stream.arn": arn,
+            "aws.region": "us-east-1",
+            "source.init.position": "TRIM_HORIZON",
+        },
+        "sink.config.0": {"output.path": f"s3://{BUCKET}/{APP}", "rollover.interval": "1 s"},
+        "contract.config.0": {"gap.ms": str(GAP_S * 1000)},
+    }
+    kda.create_application(
+        ApplicationName=APP,
+        RuntimeEnvironment="FLINK-2_3",
+        ServiceExecutionRole=ROLE,
+        ApplicationConfiguration={
+            "ApplicationCodeConfiguration": {
+                "CodeContent": {
+                    "S3ContentLocation": {
+                        "BucketARN": f"arn:aws:s3:::{BUCKET}",
+                        "FileKey": "code/flink-app.zip",
+                    }
+                },
+                "CodeContentType": "ZIPFILE",
+            },
+            "EnvironmentProperties": {
+                "PropertyGroups": [{"PropertyGroupId": g, "PropertyMap": m} for g, m in groups.items()]
+            },
+            "FlinkApplicationConfiguration": {
+                "CheckpointConfiguration": {"ConfigurationType": "CUSTOM", "CheckpointInterval": 1000}
+            },
+            "ApplicationSnapshotConfiguration": {"SnapshotsEnabled": True},
+        },
+    )
+
+    clock = Clock()
+    # Phase 1: users 1-12 browse in [0 s, 200 s] (two sessions each, split by a gap of 90 s); users 20-25
+    # are still active at 560-590 s when a clock event at 600 s moves the watermark to 595 s: their sessions
+    # are open (in Flink state) when the application stops.
+    phase1: list[dict | bytes] = []
+    for second in range(0, 201, 10):
+        for user in range(1, 13):
+            if not 60 < second < 150:
+                phase1.append(clock.event(user, second + user / 10, "view_beer_list" if second else "login"))
+    for second in range(560, 591, 10):
+        for user in range(20, 26):
+            phase1.append(clock.event(user, second + user / 10, "add_belgian_beer"))
+    phase1.append(b"this is not JSON")
+    phase1.append(clock.event(99, 600, "login", device="computer"))
+    put(aws, phase1)
+
+    kda.start_application(
+        ApplicationName=APP,
+        RunConfiguration={
+            "ApplicationRestoreConfiguration": {"ApplicationRestoreType": "RESTORE_FROM_LATEST_SNAPSHOT"}
+        },
+    )
+    wait_status(aws, "RUNNING", 240)
+    closed_phase1 = 12 * 2
+    wait_for(lambda: len(rows(aws, "sessions")) >= closed_phase1, 120, "the closed sessions of phase 1 in S3")
+    assert len(rows(aws, "rejected_events")) == 1 or wait_for(
+        lambda: len(rows(aws, "rejected_events")) == 1, 30, "the malformed record in the rejected sink"
+    )
+
+    kda.stop_application(ApplicationName=APP)
+    wait_status(aws, "READY", 180)
+    detail = kda.describe_application(ApplicationName=APP)["ApplicationDetail"]
+    assert "FAILED" not in detail.get("ApplicationDescription", "")
+    (snapshot,) = kda.list_application_snapshots(ApplicationName=APP)["SnapshotSummaries"]
+    assert snapshot["SnapshotStatus"] == "READY"
+    assert len(rows(aws, "sessions")) == closed_phase1  # the open sessions were not emitted by the stop
+
+    # Phase 2 (put while stopped): users 20-25 continue within the gap, so their sessions span the snapshot;
+    # a clock event far ahead closes everything but itself.
+    phase2: list[dict | bytes] = []
+    for second in range(620, 661, 10):
+        for user in range(20, 26):
+            phase2.append(clock.event(user, second + user / 10, "checkout"))
+    for second in range(700, 731, 10):
+        for user in range(1, 4):
+            phase2.append(clock.event(user, second + user / 10, "login"))
+    phase2.append(clock.event(99, 1200, "logout", device="computer"))
+    put(aws, phase2)
+
+    kda.start_application(ApplicationName=APP)  # the stored restore type: RESTORE_FROM_LATEST_SNAPSHOT
+    wait_status(aws, "RUNNING", 240)
+    contract = SessionContract(gap_ms=GAP_S * 1000)
+    records = [e.decode() if isinstance(e, bytes) else json.dumps(e) for e in phase1 + phase2]
+    expected = [
+        s for s in sessionize(check_records(records, contract).events, contract) if s["user_id"] != 99
+    ]  # user 99's last session (1200 s) is still open; its 600 s session closed in phase 2
+    expected += [
+        s for s in sessionize(check_records(records, contract).events, contract) if s["user_id"] == 99
+    ][:1]
+    wait_for(lambda: len(rows(aws, "sessions")) >= len(expected), 120, f"{len(expected)} sessions in S3")
+    _, stats = companion_get(endpoint, f"/_companion/kinesisanalytics/{APP}")
+    kda.stop_application(ApplicationName=APP)
+    wait_status(aws, "READY", 180)
+
+    got = rows(aws, "sessions")
+    ids = Counter(s["session_id"] for s in got)
+    assert [k for k, n in ids.items() if n > 1] == [], "a session was emitted twice"
+    key = lambda s: (s["user_id"], s["device_id"], s["session_start"])  # noqa: E731
+    assert sorted(({k: v for k, v in s.items() if k not in ("dt", "hr")} for s in got), key=key) == sorted(
+        expected, key=key
+    )
+    spanning = [s for s in got if 20 <= s["user_id"] <= 25]
+    assert spanning and all(s["event_count"] == 9 for s in spanning)  # 4 events before the snapshot + 5 after
+    assert rows(aws, "late_events") == []
+    assert stats["run"]["bridge"]["records_read"] == len(phase2)  # resumed after phase 1, nothing read twice
