@@ -61,6 +61,10 @@ class Settings:
     )
     glue_database: str = field(default_factory=lambda: _env("CLICKSTREAM_GLUE_DATABASE", "clickstream"))
     flink_app: str = field(default_factory=lambda: _env("CLICKSTREAM_FLINK_APP", "clickstream-sessions"))
+    #: Checkpoints commit the Flink sinks' files; the local endpoint's tests and demo use a few seconds.
+    flink_checkpoint_ms: int = field(
+        default_factory=lambda: _env_int("CLICKSTREAM_FLINK_CHECKPOINT_MS", 60_000)
+    )
     flink_role_arn: str = field(
         default_factory=lambda: _env(
             "CLICKSTREAM_FLINK_ROLE_ARN", "arn:aws:iam::123456789012:role/clickstream-flink"

@@ -343,12 +343,12 @@ def flink_application_configuration(
             "PropertyGroups": flink_property_groups(settings, stream_arn, region, run_options)
         },
         "FlinkApplicationConfiguration": {
-            # Checkpoints every minute commit the sink files exactly once.
+            # Each checkpoint commits the sink files exactly once (every minute by default).
             "CheckpointConfiguration": {
                 "ConfigurationType": "CUSTOM",
                 "CheckpointingEnabled": True,
-                "CheckpointInterval": 60_000,
-                "MinPauseBetweenCheckpoints": 5_000,
+                "CheckpointInterval": settings.flink_checkpoint_ms,
+                "MinPauseBetweenCheckpoints": min(5_000, settings.flink_checkpoint_ms),
             },
             # Lateness is only deterministic with one source reader per partition order; scale by KPUs later.
             "ParallelismConfiguration": {
@@ -410,7 +410,17 @@ def ensure_flink_application(
         and have_code.get("FileKey") == settings.flink_code_key
         and tags.get("code-etag", "") == (code_etag or "")
     )
-    if have_groups == _property_map(wanted["EnvironmentProperties"]["PropertyGroups"]) and same_code:
+    have_checkpoint = (
+        config.get("FlinkApplicationConfigurationDescription", {})
+        .get("CheckpointConfigurationDescription", {})
+        .get("CheckpointInterval")
+    )
+    want_checkpoint = wanted["FlinkApplicationConfiguration"]["CheckpointConfiguration"]
+    if (
+        have_groups == _property_map(wanted["EnvironmentProperties"]["PropertyGroups"])
+        and same_code
+        and have_checkpoint == want_checkpoint["CheckpointInterval"]
+    ):
         return {key: "unchanged"}
     kda.update_application(
         ApplicationName=name,
@@ -427,6 +437,14 @@ def ensure_flink_application(
             },
             "EnvironmentPropertyUpdates": {
                 "PropertyGroups": wanted["EnvironmentProperties"]["PropertyGroups"]
+            },
+            "FlinkApplicationConfigurationUpdate": {
+                "CheckpointConfigurationUpdate": {
+                    "ConfigurationTypeUpdate": "CUSTOM",
+                    "CheckpointingEnabledUpdate": True,
+                    "CheckpointIntervalUpdate": want_checkpoint["CheckpointInterval"],
+                    "MinPauseBetweenCheckpointsUpdate": want_checkpoint["MinPauseBetweenCheckpoints"],
+                }
             },
         },
     )

@@ -20,7 +20,11 @@ ENV = local_airflow.local_env(
     home=_HOME / "airflow",
     port=TEST_PORT,
     # Short Firehose buffers keep integration tests quick; AWS deployments keep the 60 s default.
-    extra={"CLICKSTREAM_FIREHOSE_BUFFER_SECONDS": "2", "CLICKSTREAM_RETRY_DELAY_SECONDS": "1"},
+    extra={
+        "CLICKSTREAM_FIREHOSE_BUFFER_SECONDS": "2",
+        "CLICKSTREAM_RETRY_DELAY_SECONDS": "1",
+        "CLICKSTREAM_FLINK_CHECKPOINT_MS": "3000",
+    },
 )
 local_airflow.apply(ENV)
 
