@@ -64,7 +64,10 @@ with DAG(
             data_interval_start,
             data_interval_end,
         )
-        print(f"produced [{data_interval_start}, {data_interval_end}): {report}")
+        print(
+            f"produced [{data_interval_start}, {data_interval_end}): sent {report['sent']}, "
+            f"retried {report['retried']}, failed {report['failed']}, by kind {report['by_kind']}"
+        )
         return report
 
     produce(validate_params())

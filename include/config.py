@@ -65,6 +65,8 @@ class Settings:
     flink_checkpoint_ms: int = field(
         default_factory=lambda: _env_int("CLICKSTREAM_FLINK_CHECKPOINT_MS", 60_000)
     )
+    #: How often the Flink sinks roll their in-progress files (Flink duration syntax).
+    flink_rollover: str = field(default_factory=lambda: _env("CLICKSTREAM_FLINK_ROLLOVER", "1 min"))
     flink_role_arn: str = field(
         default_factory=lambda: _env(
             "CLICKSTREAM_FLINK_ROLE_ARN", "arn:aws:iam::123456789012:role/clickstream-flink"

@@ -321,7 +321,10 @@ def flink_property_groups(
         },
         {
             "PropertyGroupId": GROUP_SINK,
-            "PropertyMap": {"output.path": f"s3://{settings.bucket}/{settings.streaming_prefix.rstrip('/')}"},
+            "PropertyMap": {
+                "output.path": f"s3://{settings.bucket}/{settings.streaming_prefix.rstrip('/')}",
+                "rollover.interval": settings.flink_rollover,
+            },
         },
     ]
 

@@ -15,7 +15,22 @@ import pytest
 from include import local_airflow
 
 _HOME = Path(os.environ.get("CLICKSTREAM_TEST_HOME") or tempfile.mkdtemp(prefix="clickstream-tests-"))
-TEST_PORT = int(os.environ.get("CLICKSTREAM_TEST_PORT", "4666"))
+
+
+def _test_port() -> int:
+    """4666 (so a `make up` endpoint on 4566 can keep running), or a free pair when 4666/4667 are taken."""
+    if os.environ.get("CLICKSTREAM_TEST_PORT"):
+        return int(os.environ["CLICKSTREAM_TEST_PORT"])
+    from include.local_aws.endpoint import port_is_free
+
+    if port_is_free(4666) and port_is_free(4667):
+        return 4666
+    from tests.local_aws.support import free_port_pair
+
+    return free_port_pair()
+
+
+TEST_PORT = _test_port()
 ENV = local_airflow.local_env(
     home=_HOME / "airflow",
     port=TEST_PORT,
@@ -24,6 +39,7 @@ ENV = local_airflow.local_env(
         "CLICKSTREAM_FIREHOSE_BUFFER_SECONDS": "2",
         "CLICKSTREAM_RETRY_DELAY_SECONDS": "1",
         "CLICKSTREAM_FLINK_CHECKPOINT_MS": "3000",
+        "CLICKSTREAM_FLINK_ROLLOVER": "1 s",
     },
 )
 local_airflow.apply(ENV)
