@@ -33,7 +33,9 @@ def main() -> int:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            "CLICKSTREAM_FIREHOSE_BUFFER_SECONDS": os.environ.get("CLICKSTREAM_FIREHOSE_BUFFER_SECONDS", "10"),
+            "CLICKSTREAM_FIREHOSE_BUFFER_SECONDS": os.environ.get(
+                "CLICKSTREAM_FIREHOSE_BUFFER_SECONDS", "10"
+            ),
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
@@ -44,7 +46,9 @@ def main() -> int:
     procs = []
     for name, args in COMPONENTS:
         out = open(logs / f"{name}.log", "ab")
-        procs.append((name, subprocess.Popen([sys.executable, "-m", "airflow", *args], stdout=out, stderr=out)))
+        procs.append(
+            (name, subprocess.Popen([sys.executable, "-m", "airflow", *args], stdout=out, stderr=out))
+        )
     print(f"Airflow UI: http://127.0.0.1:8080 (component logs in {logs}); Ctrl-C stops it.", flush=True)
     try:
         while all(p.poll() is None for _, p in procs):
