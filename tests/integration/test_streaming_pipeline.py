@@ -9,6 +9,7 @@ endpoint's companion runs the real Flink SQL in PyFlink behind them.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -88,13 +89,45 @@ def _assert_sessions_match(s3, expected: dict[str, dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def running_app(local_endpoint, airflow_db, aws_clients):
+def own_endpoint(airflow_db, tmp_path_factory):
+    """A fresh endpoint for this module, so the app's stream holds only this test's events (it reads from
+    TRIM_HORIZON). With the other modules' backlog in the stream first, some expected sessions were missing:
+    an open investigation, see the session notes."""
+    import boto3
+
+    from include import local_airflow
+    from include.local_aws import LocalEndpoint
+    from tests.local_aws.support import free_port_pair
+
+    endpoint = LocalEndpoint(port=free_port_pair(), state_dir=tmp_path_factory.mktemp("streaming-aws"))
+    endpoint.start()
+    saved = os.environ["AIRFLOW_CONN_AWS_DEFAULT"]
+    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = local_airflow.aws_connection_uri(endpoint.port)
+
+    def make(service: str):
+        return boto3.client(
+            service,
+            endpoint_url=endpoint.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    try:
+        yield make
+    finally:
+        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = saved
+        endpoint.stop()
+
+
+@pytest.fixture(scope="module")
+def running_app(own_endpoint):
     run = run_dag("clickstream_setup")
     assert run.state == "success", task_states(run)
     states = _lifecycle(action="start")
     assert states["start_application"] == "success" or states["already_in_state"] == "success", states
-    yield aws_clients
-    kda = aws_clients("kinesisanalyticsv2")
+    yield own_endpoint
+    kda = own_endpoint("kinesisanalyticsv2")
     status = kda.describe_application(ApplicationName=settings().flink_app)["ApplicationDetail"][
         "ApplicationStatus"
     ]
