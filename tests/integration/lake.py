@@ -70,3 +70,15 @@ def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "cond
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def drain(sqs, queue_url: str) -> None:
+    """Empty a queue by receiving and deleting (PurgeQueue is allowed only once a minute per queue)."""
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
+        if not messages:
+            return
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

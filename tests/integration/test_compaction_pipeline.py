@@ -20,7 +20,7 @@ import pytest
 from include.config import settings
 from include.local_airflow import run_dag, task_result, task_states
 from include.producer import ProducerParams, generate
-from tests.integration.lake import read_lake, wait_for
+from tests.integration.lake import drain, read_lake, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +144,7 @@ def test_late_raw_object_is_detected_alerted_and_recompacted(compacted, aws_clie
     s3.put_object(Bucket=bucket, Key=key, Body=body)
 
     queue_url = sqs.get_queue_url(QueueName=settings().alert_queue)["QueueUrl"]
-    sqs.purge_queue(QueueUrl=queue_url)
+    drain(sqs, queue_url)
     alerted = handle_late_data(HOUR + timedelta(hours=1), {"on_late_data": "alert", "late_check_hours": 2})
     assert alerted["late_hours"][HOUR.isoformat()] == {"late_objects": 1, "action": "alerted"}
     messages = wait_for(

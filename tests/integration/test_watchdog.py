@@ -8,7 +8,7 @@ import pytest
 from include.config import settings
 from include.local_airflow import run_dag, task_states
 from include.watchdog import FlinkAppNotRunning, check_flink_app, recent_minute_starts
-from tests.integration.lake import wait_for
+from tests.integration.lake import drain, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ def inbox(local_endpoint, airflow_db, aws_clients):
     assert run.state == "success", task_states(run)
     sqs = aws_clients("sqs")
     url = sqs.get_queue_url(QueueName=settings().alert_queue)["QueueUrl"]
-    sqs.purge_queue(QueueUrl=url)
+    drain(sqs, url)
     return sqs, url
 
 
