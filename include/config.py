@@ -25,6 +25,13 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
 
 
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name) or default
+    if raw.strip().upper() not in choices:
+        raise ValueError(f"environment variable {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.strip().upper()
+
+
 AWS_CONN_ID = "aws_default"
 
 
@@ -67,6 +74,13 @@ class Settings:
     )
     #: How often the Flink sinks roll their in-progress files (Flink duration syntax).
     flink_rollover: str = field(default_factory=lambda: _env("CLICKSTREAM_FLINK_ROLLOVER", "1 min"))
+    #: Where the Flink app's Kinesis source starts when it runs without a snapshot (SKIP_RESTORE_FROM_SNAPSHOT or
+    #: the first start): TRIM_HORIZON re-reads the stream's retention, LATEST only what arrives from then on.
+    flink_source_init_position: str = field(
+        default_factory=lambda: _env_choice(
+            "CLICKSTREAM_FLINK_SOURCE_INIT_POSITION", "TRIM_HORIZON", ("TRIM_HORIZON", "LATEST")
+        )
+    )
     flink_role_arn: str = field(
         default_factory=lambda: _env(
             "CLICKSTREAM_FLINK_ROLE_ARN", "arn:aws:iam::123456789012:role/clickstream-flink"

@@ -6,6 +6,7 @@ Used by ``make demo``, ``make airflow`` and the tests, so all three run the same
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -95,7 +96,26 @@ def run_dag(dag_id: str, logical_date=None, conf: dict | None = None):
     For the interval timetables of this project, ``logical_date`` is the *end* of the wanted data interval.
     """
     dag = load_dag(dag_id)
-    return dag.test(logical_date=logical_date, run_conf=conf)
+    with _param_values_restored(dag):
+        return dag.test(logical_date=logical_date, run_conf=conf)
+
+
+@contextlib.contextmanager
+def _param_values_restored(dag):
+    """Put every ``Param`` of ``dag`` and its tasks back to its parsed value after a run.
+
+    The Task SDK merges a run's ``conf`` into the *shared* ``Param`` objects (``process_params`` →
+    ``ParamsDict.__setitem__`` → ``Param.resolve`` sets ``param.value``), so in one process a key given to
+    one run became the default of every later run (measured: one run's fault knobs leaked into the next run
+    of the producer). A worker parses the DAG in each task process, so only in-process runs need this.
+    """
+    holders = [dag.params] + [task.params for task in dag.tasks if task.params]
+    saved = [(param, param.value) for params in holders for param in params.values()]
+    try:
+        yield
+    finally:
+        for param, value in saved:
+            param.value = value
 
 
 def task_result(dag_run, task_id: str):

@@ -316,7 +316,7 @@ def flink_property_groups(
                 "connector": "kinesis",
                 "stream.arn": stream_arn,
                 "aws.region": region,
-                "source.init.position": "TRIM_HORIZON",
+                "source.init.position": settings.flink_source_init_position,
             },
         },
         {

@@ -87,6 +87,17 @@ def test_producer_reports_what_it_sent(produced):
         assert report["failed"] == 0
 
 
+def test_a_runs_params_do_not_leak_into_the_next_run(produced):
+    """The fault knobs given to the runs above must not become the defaults of a later run in this process."""
+    end = datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    run = run_dag("clickstream_producer", logical_date=end, conf={"users": 100, "events_per_second": 1.0})
+    assert run.state == "success", task_states(run)
+    used = task_result(run, "validate_params")
+    assert (used["users"], used["seed"]) == (100, 42)
+    assert used["late_fraction"] == used["duplicate_fraction"] == used["malformed_fraction"] == 0.0, used
+    assert task_result(run, "produce")["by_kind"] == {"valid": task_result(run, "produce")["records"]}
+
+
 def test_every_event_lands_in_its_event_hour(produced):
     _, truth, lake = produced
     assert lake.bad_keys == []
