@@ -1,11 +1,14 @@
 """``make demo``: the pipeline end to end on this machine, through Airflow, against the local AWS endpoint.
 
 1. starts the local endpoint (moto + companion) unless it is already up, and migrates Airflow's SQLite DB;
-2. runs ``clickstream_setup``;
+2. runs ``clickstream_setup``, then ``clickstream_flink_lifecycle`` (start: the companion runs the real Flink
+   SQL in PyFlink, restoring the snapshot of the previous demo's stop if there is one);
 3. runs ``clickstream_producer`` for the last ``--minutes`` minutes of the previous hour (a small backfill, so
    the hour is complete and can be compacted right away);
 4. waits until Firehose has delivered every produced record and prints where the raw data landed;
-5. runs ``clickstream_compaction`` for that hour and prints the Parquet output, quarantine and manifest.
+5. runs ``clickstream_compaction`` for that hour and prints the Parquet output, quarantine and manifest;
+6. waits until the Flink job has written every session the watermark has closed (checked against the
+   reference sessionizer over the produced events), prints some, then stops the application with a snapshot.
 
 Everything runs through real DAG runs (``dag.test()``); the endpoint keeps running afterwards so the data can
 be explored (``make airflow`` for the UI, ``make down`` to stop it).
@@ -25,6 +28,9 @@ from datetime import UTC, datetime, timedelta
 from include import local_airflow
 
 DEMO_BUFFER_SECONDS = "5"
+#: Commit the Flink sinks every few seconds (AWS default: 60 s) so the sessions show up while you watch.
+DEMO_FLINK_CHECKPOINT_MS = "5000"
+DEMO_FLINK_ROLLOVER = "5 s"
 
 
 def _s3(url: str):
@@ -81,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         extra={
             "CLICKSTREAM_FIREHOSE_BUFFER_SECONDS": DEMO_BUFFER_SECONDS,
             "CLICKSTREAM_RETRY_DELAY_SECONDS": "2",
+            "CLICKSTREAM_FLINK_CHECKPOINT_MS": DEMO_FLINK_CHECKPOINT_MS,
+            "CLICKSTREAM_FLINK_ROLLOVER": DEMO_FLINK_ROLLOVER,
         },
     )
     local_airflow.apply(env)
@@ -98,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] clickstream_setup: {run.state}; {dict(Counter(summary.values()))}")
     if run.state != "success":
         print(f"[demo] setup failed: {local_airflow.task_states(run)}", file=sys.stderr)
+        return 1
+    if not _lifecycle("start"):
         return 1
 
     hour_end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -173,7 +183,85 @@ def main(argv: list[str] | None = None) -> int:
     for key in result["data_keys"] + result["quarantine_keys"] + [result["manifest_key"]]:
         print(f"  s3://{bucket}/{key}")
     print(f"  content checksum {result['content_checksum']}")
-    return 0
+
+    shown = _show_sessions(s3, bucket, [rec.data.decode() for batch in truth for rec in batch.records])
+    stopped = _lifecycle("stop")
+    return 0 if shown and stopped else 1
+
+
+def _lifecycle(action: str) -> bool:
+    """Run clickstream_flink_lifecycle for ``action``; prints what happened, True on success."""
+    print(f"\n[demo] clickstream_flink_lifecycle {action} …", flush=True)
+    run = local_airflow.run_dag("clickstream_flink_lifecycle", conf={"action": action})
+    states = local_airflow.task_states(run)
+    done = [task for task, state in states.items() if state == "success" and task != "choose"]
+    print(f"[demo] clickstream_flink_lifecycle {action}: {run.state} ({', '.join(sorted(done))})")
+    if run.state != "success":
+        print(f"[demo] lifecycle {action} failed: {states}", file=sys.stderr)
+    return run.state == "success"
+
+
+def _sink_rows(s3, bucket: str, name: str) -> list[dict]:
+    from include.config import settings
+
+    rows = []
+    prefix = f"{settings().streaming_prefix}{name}/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", ()):
+            if not obj["Key"].rsplit("/", 1)[-1].startswith((".", "_")):
+                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()
+                rows.extend(json.loads(line) for line in body.splitlines() if line.strip())
+    return rows
+
+
+def _show_sessions(s3, bucket: str, records: list[str], timeout_s: float = 180) -> bool:
+    """Wait for the closed sessions of ``records`` in the streaming sink and print a few; True when all came."""
+    from include.sessions.contract import SessionContract
+    from include.sessions.reference import check_records, closed_sessions
+
+    contract = SessionContract()
+    checked = check_records(records, contract, now_ms=int(time.time() * 1000))
+    wanted = {s["session_id"]: s for s in closed_sessions(checked.events, contract)}
+    print(
+        f"\n[demo] waiting for the Flink job's {len(wanted)} closed sessions in "
+        f"s3://{bucket}/streaming/sessions/ (the last ~65 s of events stay open until newer events arrive) …",
+        flush=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = {r["session_id"]: r for r in _sink_rows(s3, bucket, "sessions")}
+        if set(wanted) <= set(got) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    missing = set(wanted) - set(got)
+    fields = (
+        "user_id",
+        "device_id",
+        "session_start",
+        "last_event_at",
+        "event_count",
+        "first_event",
+        "last_event",
+    )
+    differ = [sid for sid in set(wanted) - missing if any(got[sid][f] != wanted[sid][f] for f in fields)]
+    print(
+        f"[demo] sessions: {len(set(wanted) - missing)} of {len(wanted)} closed sessions streamed"
+        + (f", {len(missing)} MISSING" if missing else ", none missing")
+        + (f", {len(differ)} DIFFER from the reference" if differ else ", all equal to the reference")
+    )
+    for sid in sorted(set(wanted) - missing, key=lambda k: -wanted[k]["event_count"])[:3]:
+        row = got[sid]
+        print(
+            f"  user {row['user_id']} {row['device_id']:<7} {row['session_start']} → {row['last_event_at']}  "
+            f"{row['event_count']} events, {row['first_event']} … {row['last_event']} ({row['countrycode']})"
+        )
+    rejected = Counter(r["reason"] for r in _sink_rows(s3, bucket, "rejected_events"))
+    print(
+        f"  per-minute metrics rows: {len(_sink_rows(s3, bucket, 'metrics'))}, late events: "
+        f"{len(_sink_rows(s3, bucket, 'late_events'))}, rejected records: {sum(rejected.values())} "
+        f"(the reference rejects {len(checked.rejected)} of this run's records)"
+    )
+    return not missing and not differ
 
 
 if __name__ == "__main__":

@@ -174,6 +174,20 @@ def sessionize(events: Iterable[Event], contract: SessionContract) -> list[dict[
     return rows
 
 
+def closed_sessions(events: list[Event], contract: SessionContract) -> list[dict[str, Any]]:
+    """The sessions a streaming run over ``events`` (in event-time order) must have emitted: those the
+    watermark (newest event time − watermark delay) has passed, ``last_event_at + gap + late margin`` — the
+    rest are still open in the job's state."""
+    if not events:
+        return []
+    watermark = max(e.event_ms for e in events) - contract.watermark_delay_ms
+    return [
+        s
+        for s in sessionize(events, contract)
+        if timestamp_ms(s["last_event_at"]) + contract.gap_ms + contract.late_margin_ms < watermark
+    ]
+
+
 def _session_row(
     user_id: int, device_id: str, events: list[Event], contract: SessionContract
 ) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from include.config import settings
 from include.local_airflow import run_dag, task_result, task_states
 from include.producer import ProducerParams, generate
 from include.sessions.contract import SessionContract
-from include.sessions.reference import check_records, sessionize
+from include.sessions.reference import check_records, closed_sessions
 from tests.integration.lake import wait_for
 
 pytestmark = pytest.mark.integration
@@ -57,14 +57,8 @@ def _ms(iso: str) -> int:
 
 
 def _closed_reference_sessions(records: list[str]) -> dict[str, dict]:
-    """Reference sessions the watermark has closed: last event + gap ≤ max event time − watermark delay."""
     events = check_records(records, CONTRACT, now_ms=int(datetime.now(UTC).timestamp() * 1000)).events
-    watermark = max(e.event_ms for e in events) - CONTRACT.watermark_delay_ms
-    return {
-        s["session_id"]: s
-        for s in sessionize(events, CONTRACT)
-        if _ms(s["last_event_at"]) + CONTRACT.gap_ms + CONTRACT.late_margin_ms < watermark
-    }
+    return {s["session_id"]: s for s in closed_sessions(events, CONTRACT)}
 
 
 def _read_sink(s3, name: str) -> list[dict]:

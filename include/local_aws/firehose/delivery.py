@@ -74,6 +74,9 @@ class KinesisSource:
         self.log = log
         self.shards: dict[str, _Shard] = {}
         self.millis_behind: dict[str, int] = {}
+        #: Per shard, an arrival time (ms) such that every record that arrived before it has been read: the
+        #: send time of a GetRecords that reached the shard's tip, else the newest arrival read.
+        self.seen_before: dict[str, int] = {}
         self._checkpoint = checkpoint.get("shards", {})
         self._refreshed_at = 0.0
 
@@ -138,8 +141,10 @@ class KinesisSource:
             if not self._readable(shard):
                 continue
             try:
+                iterator = self._iterator(shard)
+                sent_ms = int(time.time() * 1000)
                 resp = self.client.get_records(
-                    StreamARN=self.stream_arn, ShardIterator=self._iterator(shard), Limit=GET_RECORDS_LIMIT
+                    StreamARN=self.stream_arn, ShardIterator=iterator, Limit=GET_RECORDS_LIMIT
                 )
             except ClientError as exc:
                 if exc.response["Error"]["Code"] == "ExpiredIteratorException":
@@ -154,6 +159,12 @@ class KinesisSource:
             if records:
                 shard.last_read = records[-1]["SequenceNumber"]
             self.millis_behind[shard.shard_id] = int(resp.get("MillisBehindLatest", 0))
+            if self.millis_behind[shard.shard_id] == 0:
+                # At the tip: a record not read yet is appended after this request was sent (the local Kinesis
+                # stamps and appends under one lock that GetRecords takes too), so it arrives at sent_ms or later.
+                self.seen_before[shard.shard_id] = sent_ms
+            elif records:
+                self.seen_before[shard.shard_id] = out[-1].arrival_ms
             shard.iterator = resp.get("NextShardIterator")
             if shard.iterator is None or (not records and self._drained(shard)):
                 shard.finished = True

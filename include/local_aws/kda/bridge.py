@@ -7,11 +7,13 @@ into each file's manifest, so the bridge resumes exactly after the newest visibl
 
 Order. One spool file is one split of the local source, so it carries one watermark, while the AWS connector
 keeps a watermark per shard: disorder *between* shards makes nothing late there. So records of all shards are
-merged by arrival time (ApproximateArrivalTimestamp, milliseconds); while a shard lags behind the others (a
-backlog read in pages), only records up to the arrival time every shard has been read to are published, the
-rest waits for the next poll (measured: without this cut, a 100,000-record backlog on two shards made events
-late); records that arrived in the same millisecond (a PutRecords batch spread over shards) are put in
-``client_timestamp`` order. Disorder between shards across different milliseconds (two writers far apart in
+merged by arrival time (ApproximateArrivalTimestamp, milliseconds), and only records that arrived before the
+time every shard is known to have been read up to are published; the rest waits for the next poll. A shard
+lagging behind (a backlog read in pages) is read up to its newest record's arrival; a shard at its tip up to
+the moment its GetRecords was sent. Measured without this cut: a 100,000-record backlog on two shards made
+events late, and so did a live PutRecords batch landing on one shard between the polls of the two (151 late
+events of 6,000 in ``make demo``, when the empty shard counted as caught up). Records that arrived in the same
+millisecond (a PutRecords batch spread over shards) are put in ``client_timestamp`` order. Disorder between shards across different milliseconds (two writers far apart in
 event time) can still make events late locally that AWS would keep; a time-ordered producer does not.
 
 Each Kinesis record becomes one line: a record's trailing line break is dropped and line breaks inside it are
@@ -140,8 +142,6 @@ class Bridge(threading.Thread):
         }
         self.last_error: str | None = None
         self.waiting_since: float | None = None
-        #: Per shard, the arrival time (ms) of the newest record read.
-        self.last_arrival: dict[str, int] = {}
         #: (spool file, seconds): see :meth:`_give_up_on`.
         self.unread_grace: tuple[int, float] | None = None
 
@@ -186,7 +186,7 @@ class Bridge(threading.Thread):
         while not self.stopping.is_set():
             got = 0
             full = len(buffer) >= MAX_BUFFERED_RECORDS or buffered_bytes >= MAX_BUFFERED_BYTES
-            if not full or cut is not None:  # a lagging shard is read on, or nothing could be published
+            if not full or self._lagging(source):  # a lagging shard is read on, or nothing could be published
                 try:
                     records = source.poll()
                     errors = 0
@@ -205,8 +205,6 @@ class Bridge(threading.Thread):
                     self.last_error = str(exc)
                     self.log.warning("bridge %s: Kinesis unreachable (%s); retrying", self.stream_arn, exc)
                     records = []
-                for record in records:
-                    self.last_arrival[record.shard] = record.arrival_ms
                 buffer.extend(records)
                 buffered_bytes += sum(len(r.data) for r in records)
                 got = len(records)
@@ -233,21 +231,23 @@ class Bridge(threading.Thread):
             else:
                 sleep = IDLE_SLEEP_MIN
 
-    def _cut(self, source: BridgeSource) -> int | None:
-        """The newest arrival time that every shard has been read up to, while some shard lags (else None).
-
-        A shard that has not caught up may still hold records older than what another shard returned; so only
-        records that arrived up to the lagging shards' last-read arrival are published, the rest wait. This is
-        what keeps a backlog (a start from TRIM_HORIZON) in arrival order across shards.
-        """
-        lagging = [
-            sid
+    @staticmethod
+    def _lagging(source: BridgeSource) -> bool:
+        return any(
+            source._readable(shard) and source.millis_behind.get(sid, 1) > 0
             for sid, shard in source.shards.items()
-            if source._readable(shard) and source.millis_behind.get(sid, 1) > 0
-        ]
-        if not lagging:
+        )
+
+    def _cut(self, source: BridgeSource) -> int | None:
+        """The newest arrival time (ms) up to which every readable shard has been read, or None when no shard
+        is readable. Any shard may still hold records that arrived after its cut — a lagging shard its
+        unread backlog, a shard at its tip what arrived since its GetRecords — and those can be older than
+        what another shard returned, so only records up to the smallest cut are published (see above).
+        """
+        readable = [sid for sid, shard in source.shards.items() if source._readable(shard)]
+        if not readable:
             return None
-        return min(self.last_arrival.get(sid, -1) for sid in lagging)
+        return min(source.seen_before.get(sid, 0) for sid in readable) - 1
 
     def _give_up_on(self, seq: int) -> bool:
         """Stop waiting for the file a snapshot had not seen picked up, once it is clearly not coming.
