@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  s3://{bucket}/{key}")
     print(f"  content checksum {result['content_checksum']}")
 
-    shown = _show_sessions(s3, bucket, [rec.data.decode() for batch in truth for rec in batch.records])
+    shown = _show_sessions(
+        s3, bucket, [rec.data.decode(errors="replace") for batch in truth for rec in batch.records]
+    )
     stopped = _lifecycle("stop")
     return 0 if shown and stopped else 1
 

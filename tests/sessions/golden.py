@@ -115,6 +115,12 @@ def build() -> Golden:
     bad = {
         "not json at all": "record is not a JSON object",
         "[1, 2, 3]": "record is not a JSON object",
+        # Content after the object: Flink's JSON functions would ignore it, every other reader rejects it.
+        line(event("r20", 120, T + 420_000)) + "}": "record is not a JSON object",
+        line(event("r21", 120, T + 420_000))
+        + line(event("r22", 120, T + 420_001)): "record is not a JSON object",
+        line(event("r23", 120, T + 420_000)) + ', {"a": 1}': "record is not a JSON object",
+        line(event("r24", 120, T + 420_000)) + "], [1": "record is not a JSON object",
         line(
             {k: v for k, v in event("r1", 120, T + 420_000).items() if k != "event_id"}
         ): "event_id is missing or null",

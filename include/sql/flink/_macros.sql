@@ -32,10 +32,21 @@ END
     + CAST(SUBSTRING({{ expr }} FROM 21 FOR 3) AS BIGINT))
 {%- endmacro %}
 
+{#- TRUE when nothing but whitespace follows the record's first JSON value. Flink's JSON functions (Jackson)
+    ignore trailing content, so '{...}}' or '{...}{...}' would pass IS JSON OBJECT while every other reader of
+    the lake (Python, DuckDB, jq in Firehose) rejects them. Appending an end marker as a second array element
+    makes trailing content visible: a stray bracket breaks the array, a second value takes the marker's place.
+    Only a record that itself contains ,"<marker>"] after its object could still pass. -#}
+{% set END_MARKER = 'clickstream:end-of-record' %}
+{% macro nothing_after_value(expr) -%}
+(JSON_VALUE('[' || {{ expr }} || ',"{{ END_MARKER }}"]', '$[1]') = '{{ END_MARKER }}'
+    AND NOT JSON_EXISTS('[' || {{ expr }} || ',"{{ END_MARKER }}"]', '$[2]'))
+{%- endmacro %}
+
 {% macro check(rule) -%}
 {% set f = rule.field %}
 {% if rule.check == 'not_json_object' -%}
-NOT ({{ f }} IS JSON OBJECT)
+NOT COALESCE({{ f }} IS JSON OBJECT AND {{ nothing_after_value(f) }}, FALSE)
 {%- elif rule.check == 'null' -%}
 {{ f }} IS NULL
 {%- elif rule.check == 'bad_string' -%}
