@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             except EndpointError as exc:
                 print(f"nothing to stop: {exc}", file=sys.stderr)
                 return 0
-            endpoint.stop(timeout=args.timeout)
+            killed = endpoint.stop(timeout=args.timeout)
+            if killed:
+                print(
+                    f"killed Flink job processes a killed companion left running: {killed}", file=sys.stderr
+                )
             print(f"local AWS endpoint {endpoint.url} stopped", file=sys.stderr)
         elif args.command == "status":
             endpoint = _endpoint(args, for_start=False)

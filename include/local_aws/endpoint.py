@@ -4,7 +4,8 @@ State lives in one directory (default ``.local/aws``): ``moto.pid`` / ``companio
 ``endpoint.json`` (ports and PIDs), ``moto.log`` / ``companion.log`` / ``companion.out`` and the companion's
 persistent service state under ``services/``. A PID is only ever signalled after checking that the process
 behind it is still the one this state directory started (its command line names the same module and port),
-so a recycled PID is never killed.
+so a recycled PID is never killed. ``stop`` also kills the Flink job processes a killed companion left behind
+(recorded in their job directories under ``services/kinesisanalytics/``, checked the same way).
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ class LocalEndpoint:
             # moto starts empty, so whatever the companion holds refers to resources that no longer exist:
             # a companion still running goes too, and so does its persisted state.
             self._terminate(self.companion, 30.0)
+            self.kill_orphaned_jobs()
             shutil.rmtree(self.state_dir / "services", ignore_errors=True)
             self._spawn(self.moto)
             started_moto = True
@@ -231,10 +233,24 @@ class LocalEndpoint:
         self._write_info()
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        # Companion first: on SIGTERM it flushes Firehose buffers into moto's S3.
+    def stop(self, timeout: float = 30.0) -> list[int]:
+        """Stop the companion and moto; returns the PIDs of Flink job processes it had to kill (see below)."""
+        # Companion first: on SIGTERM it flushes Firehose buffers into moto's S3 and stops its Flink jobs.
         self._terminate(self.companion, timeout)
+        # Jobs a companion killed with kill -9 (or after the timeout above) left running: nothing resumes them.
+        killed = self.kill_orphaned_jobs()
         self._terminate(self.moto, timeout)
+        return killed
+
+    def kill_orphaned_jobs(self) -> list[int]:
+        """Kill the Flink job processes recorded under this state directory that still run; their PIDs.
+
+        Call only with the companion gone: a running companion owns its jobs. Each PID is checked against the
+        job directory that recorded it before it is signalled (see :func:`.kda.runner.kill_orphaned_jobs`).
+        """
+        from include.local_aws.kda.runner import kill_orphaned_jobs
+
+        return kill_orphaned_jobs(self.state_dir)
 
     def restart_companion(self, timeout: float = 60.0) -> None:
         self._terminate(self.companion, timeout)

@@ -3,7 +3,9 @@
 The API follows AWS: CreateApplication gives a READY application; StartApplication moves it to STARTING and, once
 the local Flink job runs (submitted and a first checkpoint completed, so that it can take a savepoint), to
 RUNNING; StopApplication moves it to STOPPING (FORCE_STOPPING with ``Force``) and back to READY, taking a
-snapshot first when snapshots are enabled and the stop is not forced. Start restores per
+snapshot first when snapshots are enabled and the stop is not forced. A snapshot that cannot be taken while the
+job runs on fails that StopApplication operation (with the reason) and the application stays RUNNING, so that
+the stop can be retried, forced or not. Start restores per
 ``ApplicationRestoreConfiguration`` (latest snapshot by default, a named one, or none); UpdateApplication of a
 RUNNING application goes through UPDATING: stop with a snapshot, start the new version from it.
 
@@ -21,7 +23,8 @@ internal savepoint, or kills a job that has not checkpointed yet (it committed n
 resumes it from there, or starts that run over; the application stays RUNNING throughout and no session is lost
 or repeated. After a kill -9 the job process outlives the companion; the next companion re-adopts it by its
 handle (``apps/<app>/job.json``) when it is still alive, and otherwise marks the application failed (READY).
-A job left behind by a kill -9 followed by ``down`` (which wipes the state) is not found again: kill it by PID.
+``down`` (and an ``up`` that starts over) kills the job processes a killed companion left behind, found by the
+PIDs their job directories record and checked by command line (:func:`.kda.runner.kill_orphaned_jobs`).
 
 Debug routes (not AWS): ``GET /_companion/kinesisanalytics/<name>`` (bridge, uploader, job handle) and
 ``POST /_companion/kinesisanalytics/<name>/upload`` (upload committed output now).
@@ -258,6 +261,29 @@ class KinesisAnalyticsHandler(ServiceHandler):
         self.log.info(
             "kinesisanalytics: %s stopped%s", runtime.key, " (restarting for an update)" if restart else ""
         )
+
+    def stop_failed(self, runtime: AppRuntime, reason: str) -> None:
+        """StopApplication's snapshot failed and the job runs on: that stop FAILED, the application is RUNNING.
+
+        As on AWS, the reason is the ErrorString of the failed operation (DescribeApplicationOperation); the
+        application is not marked failed, and another StopApplication (forced or not) can follow. A forced stop
+        that came in meanwhile goes on (FORCE_STOPPING).
+        """
+        with self.lock:
+            app = self._live(runtime)
+            if app is None:
+                return
+            if app["status"] == "STOPPING":
+                app["status"] = "RUNNING"
+            stops = [
+                op
+                for op in app.get("operations", [])
+                if op["operation"] == "StopApplication" and op["status"] == "IN_PROGRESS"
+            ]
+            if stops:  # the oldest open stop is the one that failed; a later (forced) one is still running
+                finish_operation(app, stops[0]["id"], "FAILED", reason)
+            self.store.save()
+        self.log.error("kinesisanalytics: stopping %s failed: %s", runtime.key, reason)
 
     def snapshot_done(self, runtime: AppRuntime, name: str, snapshot: dict | None, error: str | None) -> None:
         with self.lock:
@@ -580,7 +606,7 @@ class KinesisAnalyticsHandler(ServiceHandler):
             else:
                 snapshots = app["config"]["ApplicationSnapshotConfigurationDescription"]["SnapshotsEnabled"]
                 name_ = auto_snapshot_name(now_epoch()) if snapshots and not force else None
-                runtime.stop(force=force, snapshot_name=name_)
+                runtime.stop(force=force, snapshot_name=name_, keep_running_on_failure=True)
             self.store.save()
         return {"OperationId": op["id"]}
 

@@ -13,10 +13,16 @@ Flink (:func:`include.sessions.flink_job.job_from_properties`), with ``filesyste
 * checkpoints must go to the file system (the default in-memory storage fails above 5 MiB of state), and the
   restart strategy is ``none``, so a crashing job surfaces as FAILED with its reason instead of restarting
   forever;
-* PyFlink 2.3's Python ``stop_with_savepoint`` wrapper is broken, so the Java JobClient is called through py4j.
+* PyFlink 2.3's Python ``stop_with_savepoint`` wrapper is broken, so the Java JobClient is called through py4j;
+  a savepoint that fails (its target cannot be written, say) leaves the job running, as Flink does: the runner
+  goes on feeding and watching it and :func:`stop_job` raises :class:`SavepointError`;
+* ``flink.config.0`` is applied after the runner's own configuration, so keys that would override what the
+  runner relies on are refused up front (:func:`check_flink_config`).
 
 Control and status go through files in the job directory, so a handle can be re-opened by another process
 (:meth:`JobHandle.load`). Every wait has a timeout; a dead runner process reads as FAILED with its log tail.
+The job directory also records the runner's and the JVM's PIDs (the JVM's command line carries a marker), so
+that :func:`kill_job` can clean up after an owner that died, without ever signalling a recycled PID.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,10 +63,20 @@ TERMINAL_STATES = frozenset({FINISHED, FAILED, CANCELED, STOPPED})
 
 #: Sub-directories of a local output directory, one per sink (see flink_job.SINK_DIRS).
 OUTPUT_TABLES = ("sessions", "metrics", "late_events", "rejected_events")
+#: JVM system property that marks a job's JVM (see :func:`kill_job`).
+JVM_MARKER_PROPERTY = "clickstream.flink.job"
 
 
 class FlinkJobError(RuntimeError):
     """The job failed, or did not reach the expected state in time; the message carries the reason."""
+
+
+class SavepointError(FlinkJobError):
+    """A stop with savepoint failed and the job runs on (as Flink leaves it): stop it again, or cancel it."""
+
+
+class FlinkConfigError(ValueError):
+    """A ``flink.config.0`` key the local run cannot honour; the message names the key and its value."""
 
 
 # -- spool directory -----------------------------------------------------------------------------------------
@@ -165,6 +182,8 @@ class JobHandle:
     output_dir: Path
     checkpoint_dir: Path
     spool_dir: Path | None = None
+    #: ``-D<JVM_MARKER_PROPERTY>=<jvm_marker>`` is on the command line of the job's JVM.
+    jvm_marker: str | None = None
     _process: subprocess.Popen | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -182,6 +201,7 @@ class JobHandle:
             output_dir=Path(data["output_dir"]),
             checkpoint_dir=Path(data["checkpoint_dir"]),
             spool_dir=Path(data["spool_dir"]) if data.get("spool_dir") else None,
+            jvm_marker=data.get("jvm_marker"),
         )
 
     def _save(self) -> None:
@@ -192,6 +212,7 @@ class JobHandle:
             "output_dir": str(self.output_dir),
             "checkpoint_dir": str(self.checkpoint_dir),
             "spool_dir": str(self.spool_dir) if self.spool_dir else None,
+            "jvm_marker": self.jvm_marker,
         }
         _write_json(self.job_dir / "handle.json", data)
 
@@ -208,6 +229,10 @@ class JobStatus:
     returncode: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     feeder_error: str | None = None
+    #: The runner's JVM (PyFlink's gateway process), once started.
+    jvm_pid: int | None = None
+    #: The last control request that failed while the job ran on: ``{"id", "action", "failure"}``.
+    control_error: dict[str, Any] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -274,6 +299,8 @@ def job_status(handle: JobHandle) -> JobStatus:
         returncode=returncode,
         timings=data.get("timings", {}),
         feeder_error=data.get("feeder_error"),
+        jvm_pid=data.get("jvm_pid"),
+        control_error=data.get("control_error"),
     )
 
 
@@ -322,6 +349,78 @@ def _runtime_config(
     return config
 
 
+#: ``flink.config.0`` key prefixes a local run refuses, with the reason the error gives.
+_REFUSED_PREFIXES = (
+    (
+        ("execution.checkpointing.", "state.checkpoints.", "state.savepoints."),
+        "the runner sets checkpoints and savepoints (the checkpoint interval comes from "
+        "CheckpointConfiguration)",
+    ),
+    (("execution.state-recovery.",), "the restore path comes from the snapshot the application restores"),
+    (
+        ("restart-strategy",),
+        "the restart strategy stays 'none', so that a crashing job surfaces as FAILED with its reason",
+    ),
+    (
+        (
+            "rest.",
+            "jobmanager.",
+            "taskmanager.",
+            "blob.",
+            "metrics.",
+            "queryable-state.",
+            "pekko.",
+            "high-availability",
+            "web.",
+            "cluster.",
+            "execution.target",
+            "python.",
+        ),
+        "the local mini-cluster's processes, addresses and ports are the runner's (it listens on 127.0.0.1 only)",
+    ),
+)
+#: Parallelism keys and the values that keep a local run at parallelism 1.
+_PARALLELISM_KEYS = {"parallelism.default": ("1",), "table.exec.resource.default-parallelism": ("1", "-1")}
+
+
+def check_flink_config(flink_config: Mapping[str, str], runtime_config: Mapping[str, str]) -> dict[str, str]:
+    """``flink.config.0`` as strings, or FlinkConfigError naming the first key (and value) a local run refuses.
+
+    The group is applied after the runner's own configuration (see :func:`include.flink_app.main.run`), so a
+    key here would override it: parallelism above 1 (nondeterministic watermarks, so lateness), checkpoint and
+    savepoint locations, restart strategy, addresses and ports, batch mode or no periodic watermarks are
+    refused; table and pipeline options (``table.exec.source.idle-timeout``, ``pipeline.name``, ...) pass.
+    """
+    config = {str(k).strip(): str(v).strip() for k, v in flink_config.items()}
+    for key, value in config.items():
+        reason = None
+        if key in _PARALLELISM_KEYS:
+            if value not in _PARALLELISM_KEYS[key]:
+                reason = (
+                    "a local run keeps parallelism 1 (with several readers the watermark, and so which events "
+                    "are late, depends on thread timing)"
+                )
+        elif key == "execution.runtime-mode":
+            if value.lower() != "streaming":
+                reason = "the sessions job runs in streaming mode"
+        elif key == "pipeline.auto-watermark-interval":
+            if re.fullmatch(r"0+\s*[a-z]*", value.lower()):
+                reason = "an interval of 0 disables periodic watermarks, so no session would ever close"
+        else:
+            for prefixes, why in _REFUSED_PREFIXES:
+                if key.startswith(prefixes):
+                    reason = why
+                    break
+            else:
+                if key in runtime_config:
+                    reason = "the local runner sets it"
+        if reason:
+            raise FlinkConfigError(
+                f"{flink_job.GROUP_FLINK} {key!r} = {value!r} cannot be used by the local Flink run: {reason}"
+            )
+    return config
+
+
 def _launch(
     *,
     mode: str,
@@ -333,7 +432,7 @@ def _launch(
     feed_interval_ms: int,
     job_dir: str | os.PathLike | None,
 ) -> JobHandle:
-    job_path = Path(job_dir) if job_dir else Path(tempfile.mkdtemp(prefix="flink-job-"))
+    job_path = (Path(job_dir) if job_dir else Path(tempfile.mkdtemp(prefix="flink-job-"))).resolve()
     job_path.mkdir(parents=True, exist_ok=True)
     for stale in ("status.json", "control.json"):
         (job_path / stale).unlink(missing_ok=True)
@@ -350,6 +449,9 @@ def _launch(
     # PyFlink otherwise starts a gRPC "loopback" server for Python UDF workers on all interfaces ([::]:0);
     # the job has no Python UDF, so nothing needs it, and nothing may listen beyond 127.0.0.1.
     env["_python_worker_execution_mode"] = "process"
+    # A mark on the JVM's command line (PyFlink passes JVM_ARGS on), so kill_job can tell it is this job's JVM.
+    marker = uuid.uuid4().hex
+    env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} -D{JVM_MARKER_PROPERTY}={marker}".strip()
     with open(job_path / "runner.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "include.sessions.flink_runner", "--job-dir", str(job_path)],
@@ -367,6 +469,7 @@ def _launch(
         output_dir=output_dir,
         checkpoint_dir=checkpoint_dir,
         spool_dir=spool_dir,
+        jvm_marker=marker,
         _process=process,
     )
     handle._save()
@@ -402,7 +505,8 @@ def start_job(
     Outputs go to ``output_dir/{sessions,metrics,late_events,rejected_events}/dt=.../hr=.../part-*`` (files
     appear when committed by a checkpoint). With ``wait_running_s`` set, returns once the job runs and raises
     FlinkJobError (with the reason) if it fails first. ``flink_config`` is the ``flink.config.0`` property group
-    (extra Flink/table configuration, as on AWS).
+    (extra Flink/table configuration, as on AWS); keys a local run cannot honour raise FlinkConfigError (see
+    :func:`check_flink_config`) before anything starts.
     """
     spool = Path(spool_dir).resolve()
     output = Path(output_dir).resolve()
@@ -420,14 +524,15 @@ def start_job(
         flink_job.GROUP_SINK: local_sink_properties(output, rollover_interval_ms),
         flink_job.GROUP_CONTRACT: contract.to_properties(),
     }
+    runtime_config = _runtime_config(
+        checkpoints, checkpoint_interval_ms, watermark_interval_ms, restore_savepoint
+    )
     if flink_config:
-        properties[flink_job.GROUP_FLINK] = {str(k): str(v) for k, v in flink_config.items()}
+        properties[flink_job.GROUP_FLINK] = check_flink_config(flink_config, runtime_config)
     handle = _launch(
         mode="continuous",
         properties=properties,
-        runtime_config=_runtime_config(
-            checkpoints, checkpoint_interval_ms, watermark_interval_ms, restore_savepoint
-        ),
+        runtime_config=runtime_config,
         output_dir=output,
         checkpoint_dir=checkpoints,
         spool_dir=spool,
@@ -521,7 +626,8 @@ def stop_job(
     """Stop the job: with a savepoint (returns its path, for ``start_job(restore_savepoint=...)``) or cancel it.
 
     Raises FlinkJobError if the job had failed or the stop did not complete in time (the process is then
-    killed). A job that already finished returns None.
+    killed), and SavepointError if the savepoint failed while the job runs on (as Flink leaves it: stop it
+    again, or cancel it). A job that already finished returns None.
     """
     status = job_status(handle)
     if status.terminal:
@@ -530,13 +636,30 @@ def stop_job(
             raise FlinkJobError(f"job in {handle.job_dir} had failed: {status.failure}")
         return status.savepoint
     target = Path(savepoint_dir) if savepoint_dir else handle.checkpoint_dir / "savepoints"
-    request = {"action": "stop" if with_savepoint else "cancel", "savepoint_dir": str(target.resolve())}
+    request_id = uuid.uuid4().hex
+    request = {
+        "id": request_id,
+        "action": "stop" if with_savepoint else "cancel",
+        "savepoint_dir": str(target.resolve()),
+    }
     _write_json(handle.job_dir / "control.json", request)
-    try:
-        status = wait_for_state(handle, TERMINAL_STATES, timeout_s)
-    except FlinkJobError:
-        _kill(handle)
-        raise
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = job_status(handle)
+        if status.terminal:
+            break
+        if (status.control_error or {}).get("id") == request_id:
+            raise SavepointError(
+                f"stopping the job in {handle.job_dir} with a savepoint failed, and the job runs on: "
+                f"{status.control_error['failure']}"
+            )
+        if time.monotonic() > deadline:
+            _kill(handle)
+            raise FlinkJobError(
+                f"job in {handle.job_dir} did not stop within {timeout_s:.0f} s (state {status.state}); "
+                f"log tail:\n{_log_tail(handle.log_path)}"
+            )
+        time.sleep(0.2)
     _reap(handle, 60)
     if status.state == FAILED:
         raise FlinkJobError(f"stopping the job in {handle.job_dir} failed: {status.failure}")
@@ -638,8 +761,11 @@ def run_bounded(
 # -- the runner process --------------------------------------------------------------------------------------
 
 
-def _java_failure(exc: BaseException) -> str:
-    """The root cause of a Py4J/Java exception as 'Class: message' (plus the Python text if not Java)."""
+def _java_failure(exc: BaseException, depth: int = 1) -> str:
+    """The root cause of a Py4J/Java exception as 'Class: message' (plus the Python text if not Java).
+
+    ``depth`` > 1 also gives the causes above the root (``...; caused by <root>``).
+    """
     java_exc = getattr(exc, "java_exception", None)
     if java_exc is None:
         return f"{type(exc).__name__}: {exc}"
@@ -650,7 +776,7 @@ def _java_failure(exc: BaseException) -> str:
         causes.append(f"{current.getClass().getName()}: {current.getMessage()}")
         current = current.getCause()
         seen += 1
-    return causes[-1] if causes else str(exc).splitlines()[0]
+    return "; caused by ".join(causes[-depth:]) if causes else str(exc).splitlines()[0]
 
 
 class _Runner:
@@ -671,13 +797,20 @@ class _Runner:
             data["feeder_error"] = self.feeder.error
         _write_json(self.job_dir / "status.json", data)
 
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self.terminate.set())
-        self.write(STARTING)
+    def _start_feeder(self) -> None:
         if self.spec["mode"] == "continuous":
             self.feeder = SpoolFeeder(Path(self.spec["spool_dir"]), self.spec["feed_interval_ms"] / 1000)
             self.feeder.start()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.terminate.set())
+        self.write(STARTING)
+        self._start_feeder()
         try:
+            from pyflink.java_gateway import get_gateway
+
+            # The JVM's PID, so that whoever cleans up after a crash can find (and check) it; see kill_job.
+            self.write(STARTING, jvm_pid=int(get_gateway().jvm.java.lang.ProcessHandle.current().pid()))
             from include.flink_app.main import run  # the Managed Flink entry point's own code path
 
             result = run(self.spec["properties"], self.spec["runtime_config"], self.timings)
@@ -715,10 +848,13 @@ class _Runner:
                 self.write(self.state, flink_state=flink_state)
             control = _read_json(self.job_dir / "control.json")
             if control or self.terminate.is_set():
-                return self.control(client, control or {"action": "cancel"})
+                code = self.control(client, control or {"action": "cancel"})
+                if code is not None:
+                    return code
             time.sleep(0.2)
 
-    def control(self, client: Any, request: dict[str, Any]) -> int:
+    def control(self, client: Any, request: dict[str, Any]) -> int | None:
+        """Carry out a control request; the exit code, or None when the job runs on (a failed savepoint)."""
         action = request.get("action")
         if self.feeder is not None:
             self.feeder.stopped.set()
@@ -727,9 +863,16 @@ class _Runner:
                 from pyflink.java_gateway import get_gateway
 
                 format_type = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
-                Path(request["savepoint_dir"]).mkdir(parents=True, exist_ok=True)
+                # Flink creates the directory itself; a target it cannot write fails the savepoint, not the job.
                 target = Path(request["savepoint_dir"]).resolve().as_uri()
-                path = self._with_retries(lambda: client.stopWithSavepoint(False, target, format_type).get())
+                try:
+                    path = self._with_retries(
+                        lambda: client.stopWithSavepoint(False, target, format_type).get()
+                    )
+                except Exception as exc:
+                    if not self._runs_on(client):
+                        raise
+                    return self._savepoint_failed(request, exc)
                 self.timings["ended"] = time.time()
                 self.write(STOPPED, savepoint=str(path))
                 return 0
@@ -743,17 +886,63 @@ class _Runner:
             return 1
 
     @staticmethod
+    def _runs_on(client: Any) -> bool:
+        """After a failed stop with savepoint: is the job still running (Flink resumes it), not failing over?"""
+        time.sleep(0.5)
+        try:
+            return (
+                not client.getJobExecutionResult().isDone()
+                and client.getJobStatus().get().toString() == "RUNNING"
+            )
+        except Exception:
+            return False
+
+    def _savepoint_failed(self, request: dict[str, Any], exc: BaseException) -> None:
+        """The savepoint failed and the job runs on: say so (for stop_job), feed the spool again, keep watching."""
+        traceback.print_exc()
+        (self.job_dir / "control.json").unlink(missing_ok=True)
+        if self.feeder is not None:
+            self.feeder.join(timeout=30)
+        self._start_feeder()
+        failure = f"stop with savepoint failed: {_java_failure(exc, depth=2)}"
+        self.write(RUNNING, control_error={"id": request.get("id"), "action": "stop", "failure": failure})
+        return None
+
+    @staticmethod
     def _with_retries(call: Any, attempts: int = 20, pause_s: float = 1.0) -> Any:
-        """A savepoint is refused while tasks are still starting; retry for a while before giving up."""
+        """A savepoint is refused while tasks are still starting; retry that for a while before giving up.
+
+        Any other failure (the target cannot be written, say) is final at once: retrying cannot help.
+        """
         for attempt in range(1, attempts + 1):
             try:
                 return call()
-            except Exception:
-                if attempt == attempts:
+            except Exception as exc:
+                if attempt == attempts or not _tasks_not_running(exc):
                     raise
                 traceback.print_exc()
                 time.sleep(pause_s)
         raise AssertionError("unreachable")
+
+
+def _tasks_not_running(exc: BaseException) -> bool:
+    """Whether a savepoint failed because not all tasks were running yet (transient right after a start)."""
+    text = [str(exc)]
+    current = getattr(exc, "java_exception", None)
+    for _ in range(50):
+        if current is None:
+            break
+        text.append(f"{current.getClass().getName()}: {current.getMessage()}")
+        current = current.getCause()
+    joined = " ".join(text).lower()
+    return any(
+        sign in joined
+        for sign in (
+            "not all required tasks are currently running",  # NOT_ALL_REQUIRED_TASKS_RUNNING
+            "not_all_required_tasks",
+            "maximum number of queued checkpoint requests exceeded",  # TOO_MANY_CHECKPOINT_REQUESTS
+        )
+    )
 
 
 def _child_main(argv: list[str] | None = None) -> int:
@@ -769,6 +958,69 @@ def describe(handle: JobHandle) -> dict[str, Any]:
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(status).items()}
     data.update(job_dir=str(handle.job_dir), pid=handle.pid, mode=handle.mode)
     return data
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    """The command line of a live, non-zombie process, or None."""
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self").exists():
+        try:
+            if "\nState:\tZ" in (proc / "status").read_text():
+                return None
+            raw = (proc / "cmdline").read_bytes()
+        except OSError:
+            return None
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part] or None
+    out = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+    line = out.stdout.strip()
+    if out.returncode != 0 or not line or line.startswith("Z"):
+        return None
+    return line.split()[1:]
+
+
+def job_processes(job_dir: str | os.PathLike) -> dict[str, int]:
+    """The live processes of a job, found from its directory and checked: ``{"runner": pid, "jvm": pid}``.
+
+    A PID counts only while its command line still proves it is this job's (the runner's names the job
+    directory, the JVM's carries the job's marker), so a recycled PID is never reported.
+    """
+    try:
+        handle = JobHandle.load(job_dir)
+    except (FileNotFoundError, ValueError, KeyError):
+        return {}
+    found: dict[str, int] = {}
+    runner = _proc_cmdline(handle.pid)
+    if runner and "include.sessions.flink_runner" in runner and str(handle.job_dir) in runner:
+        found["runner"] = handle.pid
+    jvm_pid = (_read_json(handle.job_dir / "status.json") or {}).get("jvm_pid")
+    if jvm_pid and handle.jvm_marker:
+        jvm = _proc_cmdline(int(jvm_pid))
+        if jvm and f"-D{JVM_MARKER_PROPERTY}={handle.jvm_marker}" in jvm:
+            found["jvm"] = int(jvm_pid)
+    return found
+
+
+def kill_job(job_dir: str | os.PathLike, timeout_s: float = 10) -> list[int]:
+    """Kill a job whose owner is gone (its companion was killed with kill -9): runner and JVM; the PIDs killed.
+
+    Only the processes :func:`job_processes` vouches for are signalled (the runner with its process group,
+    which holds the JVM), and this waits until they are gone.
+    """
+    found = job_processes(job_dir)
+    if "runner" in found:
+        try:
+            os.killpg(found["runner"], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if "jvm" in found:
+        try:
+            os.kill(found["jvm"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while any(_proc_cmdline(pid) for pid in found.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sorted(found.values())
 
 
 def remove_job_dir(handle: JobHandle) -> None:

@@ -1,13 +1,18 @@
-"""Helpers shared by the local endpoint's tests (ports, clients, the companion's debug routes, polling)."""
+"""Helpers shared by the local endpoint's tests (ports, clients, debug routes, polling, processes and sockets)."""
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
+import os
 import random
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -85,3 +90,94 @@ def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys.extend(obj["Key"] for obj in page.get("Contents", []))
     return keys
+
+
+# -- processes and their sockets (Linux /proc) ----------------------------------------------------------------
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes: set[int] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
+
+
+def _listen_table(path: Path, family: int) -> dict[int, tuple[str, int]]:
+    """inode → (address, port) of the LISTEN sockets in one /proc/net/tcp or tcp6 table."""
+    rows: dict[int, tuple[str, int]] = {}
+    for line in path.read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], int(fields[9])
+        if state != "0A":  # TCP_LISTEN
+            continue
+        address, port = local.split(":")
+        raw = bytes.fromhex(address)
+        # The kernel prints each 32-bit word in host (little-endian) byte order.
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+        rows[inode] = (socket.inet_ntop(family, raw), int(port, 16))
+    return rows
+
+
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """The TCP sockets process ``pid`` listens on, as (address, port), from its fds and /proc/net/tcp{,6}."""
+    inodes = _socket_inodes(pid)
+    table = {
+        **_listen_table(Path(f"/proc/{pid}/net/tcp"), socket.AF_INET),
+        **_listen_table(Path(f"/proc/{pid}/net/tcp6"), socket.AF_INET6),
+    }
+    return sorted(table[inode] for inode in inodes if inode in table)
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 or an IPv4-mapped loopback (``::ffff:127.0.0.1``, how a dual-stack JVM shows it)."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (a job runner and the JVM it started)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return sorted(members)
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" not in status.read_text()
+    except OSError:
+        return False
+
+
+def flink_rest(pid: int, path: str) -> Any:
+    """GET ``path`` from the REST endpoint of the Flink mini-cluster in JVM ``pid`` (found among its sockets)."""
+    for _, port in listening_sockets(pid):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs/overview", timeout=5) as resp:
+                json.loads(resp.read())
+        except (OSError, ValueError, http.client.HTTPException):
+            continue  # not the REST endpoint (py4j, blob server, RPC)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+            return json.loads(resp.read())
+    raise AssertionError(f"no Flink REST endpoint among the sockets of pid {pid}: {listening_sockets(pid)}")

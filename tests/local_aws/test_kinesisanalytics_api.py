@@ -515,6 +515,62 @@ def test_snapshots_disabled(aws):
     assert kda.list_application_snapshots(ApplicationName=name)["SnapshotSummaries"] == []
 
 
+def operation(aws: dict, name: str, op_id: str) -> dict:
+    return aws["kinesisanalyticsv2"].describe_application_operation(ApplicationName=name, OperationId=op_id)[
+        "ApplicationOperationInfoDetails"
+    ]
+
+
+def test_a_stop_whose_snapshot_fails_keeps_the_application_running(kda, aws):
+    """As on AWS: the StopApplication operation fails with the reason, the application runs on, stops can retry."""
+    name = "stuck-snapshot-app"
+    stream = "stuck-snapshot-events"
+    arn = make_stream(aws, stream, 1)
+    create_app(aws, name, arn)
+    prefix = f"out/{name}/"
+    put(aws, stream, records("a", 50))
+    start_op(name).execute({})
+    wait_for(lambda: len(s3_lines(aws, prefix)) >= 50, 30, "50 records in S3")
+    (pid,) = job_processes(kda, name)
+    # A real failure: the snapshot's directory cannot be created (a file is where its parent must be).
+    blocker = app_dir(kda, name) / "savepoints"
+    assert not blocker.exists()
+    blocker.write_text("not a directory")
+
+    kdav2 = aws["kinesisanalyticsv2"]
+    for attempt in range(2):  # a retried stop fails the same way while the cause remains
+        op_id = kdav2.stop_application(ApplicationName=name)["OperationId"]
+        info = wait_for(
+            lambda op_id=op_id: (
+                (op := operation(aws, name, op_id))["OperationStatus"] != "IN_PROGRESS" and op
+            ),
+            30,
+            "the stop to end",
+        )
+        assert info["OperationStatus"] == "FAILED", info
+        error = info["OperationFailureDetails"]["ErrorInfo"]["ErrorString"]
+        assert "could not be taken" in error and str(blocker) in error, error
+        app = detail(aws, name)
+        assert app["ApplicationStatus"] == "RUNNING"
+        assert "FAILED" not in app.get("ApplicationDescription", "")  # the run did not fail, the stop did
+        assert kdav2.list_application_snapshots(ApplicationName=name)["SnapshotSummaries"] == []
+        assert job_processes(kda, name) == [pid]  # the same job runs on ...
+        put(aws, stream, records(f"b{attempt}", 50))  # ... and still gets new records
+        wait_for(lambda n=100 + 50 * attempt: len(s3_lines(aws, prefix)) >= n, 30, "records after the stop")
+
+    stop_op(name, force=True).execute({})  # a forced stop takes no snapshot, so it works
+    assert status(aws, name) == "READY" and job_processes(kda, name) == []
+    ops = kdav2.list_application_operations(ApplicationName=name)["ApplicationOperationInfoList"]
+    assert [(o["Operation"], o["OperationStatus"]) for o in ops] == [
+        ("StopApplication", "SUCCESSFUL"),
+        ("StopApplication", "FAILED"),
+        ("StopApplication", "FAILED"),
+        ("StartApplication", "SUCCESSFUL"),
+    ]
+    seen = Counter(json.loads(line)["event_id"] for line in s3_lines(aws, prefix))
+    assert len(seen) == 150 and max(seen.values()) == 1
+
+
 # -- failures are visible, never a hang ---------------------------------------------------------------------
 
 

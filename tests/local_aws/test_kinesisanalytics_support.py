@@ -9,7 +9,8 @@ like the sessions job where the emulation cares:
   (``reads.jsonl``) would show it;
 * it copies each record to ``<output>/echo/dt=.../`` through hidden in-progress part files that a "checkpoint"
   (every 0.3 s, and at a savepoint) renames to committed ``part-*`` files, as Flink's file sink does;
-* a savepoint stores the set of files read; a job started from it skips them;
+* a savepoint stores the set of files read; a job started from it skips them; one that cannot be written (its
+  directory cannot be created) fails the stop or snapshot and the job runs on, as Flink's does;
 * a record containing ``CRASH`` makes the job fail with that line in its reason;
 * ``flink.config.0`` ``fake.startup-delay-ms`` delays RUNNING, like a slow JVM start.
 """
@@ -108,7 +109,10 @@ class FakeJobRunner:
         result_path = work / f"result-{request_id}.json"
         while time.monotonic() < deadline:
             if result_path.exists():
-                return json.loads(result_path.read_text()).get("savepoint")
+                result = json.loads(result_path.read_text())
+                if result.get("error"):
+                    raise RunnerError(f"{action} failed, the job runs on: {result['error']}")
+                return result.get("savepoint")
             if not self._alive(handle):
                 raise RunnerError(f"the job exited before it answered {action}")
             time.sleep(0.05)
@@ -180,7 +184,13 @@ def job_main(work: Path) -> int:
             control = json.loads(control_path.read_text())
             if control["id"] not in handled_controls:
                 handled_controls.add(control["id"])
-                path = savepoint(control["savepoint_dir"]) if control.get("savepoint_dir") else None
+                try:
+                    path = savepoint(control["savepoint_dir"]) if control.get("savepoint_dir") else None
+                except OSError as exc:  # like Flink: the savepoint fails, the job goes on
+                    _write_json(
+                        work / f"result-{control['id']}.json", {"error": f"{type(exc).__name__}: {exc}"}
+                    )
+                    continue
                 if control["action"] == "stop":
                     if path is None:
                         commit()

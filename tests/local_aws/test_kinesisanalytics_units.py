@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +18,14 @@ from include.local_aws.base import AwsError
 from include.local_aws.firehose.delivery import SourceRecord
 from include.local_aws.kda import store
 from include.local_aws.kda.bridge import Bridge, arrival_key, parse_start, to_line
-from include.local_aws.kda.runner import GROUP_FLINK, JobRequest, RunnerError, SessionsJobRunner, duration_ms
+from include.local_aws.kda.runner import (
+    GROUP_FLINK,
+    JobRequest,
+    RunnerError,
+    SessionsJobRunner,
+    duration_ms,
+    kill_orphaned_jobs,
+)
 from include.local_aws.kda.spool import (
     UNREAD_ATIME,
     Spool,
@@ -26,7 +35,8 @@ from include.local_aws.kda.spool import (
     to_ranges,
 )
 from include.local_aws.kda.uploader import Uploader, committed_files, parse_s3_url
-from tests.local_aws.support import wait_for
+from include.sessions import flink_runner
+from tests.local_aws.support import alive, wait_for
 
 LOG = logging.getLogger("test.kda")
 
@@ -386,14 +396,16 @@ def test_runner_glue_refuses_what_it_cannot_run(tmp_path):
         groups={
             "consumer.config.0": {"connector": "filesystem", "path": str(tmp_path)},
             "sink.config.0": {"output.path": str(tmp_path)},
-            GROUP_FLINK: {"table.exec.source.idle-timeout": "1 s"},
+            GROUP_FLINK: {"table.exec.source.idle-timeout": "1 s", "parallelism.default": "4"},
         },
         spool_dir=tmp_path,
         output_dir=tmp_path,
         work_dir=tmp_path,
     )
-    with pytest.raises(RunnerError, match="flink.config.0"):
+    # Refused before any process starts, naming the group, the key and its value.
+    with pytest.raises(RunnerError, match=r"flink.config.0 'parallelism.default' = '4' .*parallelism 1"):
         SessionsJobRunner().start(request)
+    assert not (tmp_path / "job").exists()
     request.groups.pop(GROUP_FLINK)
     request.groups["contract.config.0"] = {"gap.ms": "soon"}
     with pytest.raises(RunnerError, match="gap.ms"):
@@ -421,3 +433,74 @@ def test_bridge_waits_for_pickup_except_for_a_restored_unread_file(endpoint, cli
     wait_for(lambda: len(spool.visible()) == 2, 10, "publication after the grace")
     graced.stop()
     assert read(spool.source_dir() / spool.file_name(spool.visible()[1])) == b'{"id": "next"}\n'
+
+
+def test_flink_config_passes_table_options_and_refuses_what_breaks_a_local_run(tmp_path):
+    runtime = flink_runner._runtime_config(tmp_path, 1000, 200, None)
+    allowed = {
+        "table.exec.source.idle-timeout": "1 s",
+        "pipeline.name": "mine",
+        "parallelism.default": "1",
+        "table.exec.resource.default-parallelism": "-1",
+        "pipeline.auto-watermark-interval": "1 s",
+        "execution.runtime-mode": "STREAMING",
+    }
+    assert flink_runner.check_flink_config(allowed, runtime) == allowed
+    refused = {
+        "parallelism.default": ("2", "parallelism 1"),
+        "table.exec.resource.default-parallelism": ("4", "parallelism 1"),
+        "execution.checkpointing.interval": ("10 s", "CheckpointConfiguration"),
+        "execution.checkpointing.dir": ("file:///elsewhere", "checkpoints and savepoints"),
+        "execution.state-recovery.path": ("/tmp/sp", "snapshot"),
+        "restart-strategy.type": ("fixed-delay", "FAILED"),
+        "rest.bind-address": ("0.0.0.0", "127.0.0.1"),
+        "taskmanager.data.bind-host": ("0.0.0.0", "127.0.0.1"),
+        "blob.server.port": ("6124", "127.0.0.1"),
+        "execution.runtime-mode": ("batch", "streaming"),
+        "pipeline.auto-watermark-interval": ("0 ms", "periodic watermarks"),
+    }
+    for key, (value, why) in refused.items():
+        with pytest.raises(flink_runner.FlinkConfigError) as exc:
+            flink_runner.check_flink_config({"pipeline.name": "x", key: value}, runtime)
+        assert f"flink.config.0 {key!r} = {value!r}" in str(exc.value) and why in str(exc.value), exc.value
+
+
+def _sleeper(*args: str) -> subprocess.Popen:
+    """A process that sleeps, with ``args`` on its command line (as the runner's and the JVM's carry theirs)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", *args], start_new_session=True
+    )
+    # Popen returns amid the exec: the new command line shows a moment later.
+    wait_for(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes(), 10, "the command line")
+    return proc
+
+
+def test_orphaned_jobs_are_killed_only_when_their_job_dir_vouches_for_them(tmp_path):
+    job_dir = tmp_path / "services/kinesisanalytics/apps/us-east-1__a/runs/20260101T000000/job"
+    job_dir.mkdir(parents=True)
+
+    def record(runner_pid: int, jvm_pid: int) -> None:
+        handle = flink_runner.JobHandle(
+            job_dir, runner_pid, "continuous", tmp_path, tmp_path, None, jvm_marker="m-123"
+        )
+        handle._save()
+        (job_dir / "status.json").write_text(json.dumps({"state": "RUNNING", "jvm_pid": jvm_pid}))
+
+    strangers = [_sleeper(), _sleeper("-Dclickstream.flink.job=other")]
+    runner = _sleeper("include.sessions.flink_runner", "--job-dir", str(job_dir))
+    jvm = _sleeper("-Dclickstream.flink.job=m-123")
+    try:
+        record(strangers[0].pid, strangers[1].pid)  # recycled PIDs: other processes now
+        assert kill_orphaned_jobs(tmp_path) == []
+        assert all(p.poll() is None for p in strangers)
+
+        record(runner.pid, jvm.pid)
+        assert flink_runner.job_processes(job_dir) == {"runner": runner.pid, "jvm": jvm.pid}
+        assert kill_orphaned_jobs(tmp_path) == sorted([runner.pid, jvm.pid])
+        assert runner.wait(10) == -9 and jvm.wait(10) == -9
+        assert all(alive(p.pid) for p in strangers)
+        assert kill_orphaned_jobs(tmp_path) == []  # nothing left to kill
+    finally:
+        for proc in [*strangers, runner, jvm]:
+            proc.kill()
+            proc.wait(10)

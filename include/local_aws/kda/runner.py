@@ -80,7 +80,11 @@ class JobRunner(Protocol):
     def status(self, handle: dict) -> JobStatus: ...
 
     def stop(self, handle: dict, savepoint_dir: Path | None, timeout: float) -> str | None:
-        """Stop the job; with ``savepoint_dir`` take a savepoint first and return its path."""
+        """Stop the job; with ``savepoint_dir`` take a savepoint first and return its path.
+
+        RunnerError if it cannot; when the savepoint failed but the job runs on (as Flink leaves it), the
+        handle stays valid and :meth:`status` says RUNNING (the caller may then keep the run going).
+        """
         ...
 
     def savepoint(self, handle: dict, savepoint_dir: Path, timeout: float) -> tuple[str, dict]:
@@ -144,9 +148,13 @@ class SessionsJobRunner:
     The runner builds the job from a :class:`~include.sessions.contract.SessionContract`, the sink's rollover
     interval and the checkpoint interval, so the application's groups map onto ``start_job``'s arguments:
     ``contract.config.0`` → contract, ``sink.config.0`` ``rollover.interval`` → ``rollover_interval_ms``
-    (``check.interval`` is derived by the runner), CheckpointConfiguration → ``checkpoint_interval_ms``.
-    ``flink.config.0`` has no counterpart in ``start_job``, so a non-empty one fails the start rather than
-    being ignored. AllowNonRestoredState is not passed either: the local job always restores strictly.
+    (``check.interval`` is derived by the runner), CheckpointConfiguration → ``checkpoint_interval_ms``,
+    ``flink.config.0`` → ``flink_config`` (applied to the job's configuration, as the AWS entry point does).
+    Keys of ``flink.config.0`` that a local run cannot honour or that would break its guarantees (parallelism
+    above 1, checkpoint/savepoint/restore locations, restart strategy, addresses and ports, ...; see
+    :func:`include.sessions.flink_runner.check_flink_config`) fail the start with an error naming the key and
+    its value; the keys the session contract owns are refused earlier, when the job is planned. AllowNonRestoredState
+    is not passed: the local job always restores strictly.
     """
 
     def __init__(self) -> None:
@@ -177,11 +185,6 @@ class SessionsJobRunner:
         from include.sessions.contract import ContractError, SessionContract
 
         groups = request.groups
-        if groups.get(GROUP_FLINK):
-            raise RunnerError(
-                f"property group {GROUP_FLINK!r} ({groups[GROUP_FLINK]!r}) is not supported by the local runner "
-                "(include.sessions.flink_runner.start_job takes no extra Flink configuration)"
-            )
         try:
             contract = SessionContract.from_properties(groups.get(GROUP_CONTRACT))
         except ContractError as exc:
@@ -201,6 +204,7 @@ class SessionsJobRunner:
                 monitor_interval_ms=request.monitor_interval_ms,
                 rollover_interval_ms=rollover,
                 wait_running_s=None,
+                flink_config=groups.get(GROUP_FLINK) or None,
             )
         except (fr.FlinkJobError, ValueError, OSError) as exc:
             raise RunnerError(str(exc)) from None
@@ -240,16 +244,19 @@ class SessionsJobRunner:
         return any(Path(handle["checkpoint_dir"], job_id).glob("chk-*/_metadata"))
 
     def stop(self, handle: dict, savepoint_dir: Path | None, timeout: float) -> str | None:
+        """Stop the job (see :class:`JobRunner`); a failed savepoint leaves it running (and its handle valid)."""
         fr = self._module()
         job = self._handle(handle)
         try:
             path = fr.stop_job(
                 job, with_savepoint=savepoint_dir is not None, savepoint_dir=savepoint_dir, timeout_s=timeout
             )
-        except fr.FlinkJobError as exc:
+        except fr.SavepointError as exc:  # Flink resumed the job: keep the handle (and its Popen) cached
             raise RunnerError(str(exc)) from None
-        finally:
+        except fr.FlinkJobError as exc:
             self._handles.pop(handle["job_dir"], None)
+            raise RunnerError(str(exc)) from None
+        self._handles.pop(handle["job_dir"], None)
         return path
 
     def savepoint(self, handle: dict, savepoint_dir: Path, timeout: float) -> tuple[str, dict]:
@@ -284,3 +291,26 @@ class SessionsJobRunner:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+#: Where an endpoint's state directory keeps the job directories of the sessions runner (see :mod:`.runtime`).
+JOB_DIRS_GLOB = "services/kinesisanalytics/apps/*/runs/*/job"
+
+
+def kill_orphaned_jobs(state_dir: Path) -> list[int]:
+    """Kill the Flink jobs left running under an endpoint's ``state_dir``; the PIDs killed (``down``, ``up``).
+
+    A companion killed with kill -9 leaves its jobs running (each in its own session, so that a restarted
+    companion can re-adopt them). Once the endpoint is going away, nothing will: each job directory's recorded
+    runner and JVM are killed, only after their command lines prove they still are that job's
+    (:func:`include.sessions.flink_runner.kill_job`).
+    """
+    try:
+        fr = importlib.import_module("include.sessions.flink_runner")
+    except ModuleNotFoundError:
+        return []
+    killed: list[int] = []
+    for job_dir in sorted(Path(state_dir).glob(JOB_DIRS_GLOB)):
+        if (job_dir / "handle.json").is_file():
+            killed.extend(fr.kill_job(job_dir))
+    return killed

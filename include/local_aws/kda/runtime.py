@@ -61,6 +61,10 @@ class RuntimeEvents(Protocol):
 
     def stopped(self, runtime: AppRuntime, snapshot: dict | None) -> None: ...
 
+    def stop_failed(self, runtime: AppRuntime, reason: str) -> None:
+        """A stop with snapshot could not take the snapshot; the job runs on and the run is RUNNING again."""
+        ...
+
     def snapshot_done(
         self, runtime: AppRuntime, name: str, snapshot: dict | None, error: str | None
     ) -> None: ...
@@ -129,6 +133,8 @@ class AppRuntime:
         self.swapping = False
         self.restore: dict | None = None
         self._finished = False
+        self._forced = False  # a forced stop arrived (the job is being killed)
+        self._watch_gen = 0  # the current watcher's number; an older one returns
 
     # -- paths ---------------------------------------------------------------------------------------------
     @property
@@ -371,9 +377,13 @@ class AppRuntime:
         """
         deadline = time.monotonic() + START_TIMEOUT_S + self._interval_s()
         announced = already_running
+        with self.lock:
+            generation = self._watch_gen
         while not self.done.is_set():
             with self.lock:
                 phase = self.phase
+                if generation != self._watch_gen:
+                    return
             if phase in ("STOPPING", "DONE"):
                 return
             if self.swapping:  # a snapshot replaces the job; its old handle ends on purpose
@@ -432,8 +442,14 @@ class AppRuntime:
         self.events.failed(self, reason)
 
     # -- stop ------------------------------------------------------------------------------------------------
-    def stop(self, force: bool, snapshot_name: str | None) -> None:
-        """Stop in the background; without ``force`` and with ``snapshot_name`` take a savepoint first."""
+    def stop(self, force: bool, snapshot_name: str | None, keep_running_on_failure: bool = False) -> None:
+        """Stop in the background; without ``force`` and with ``snapshot_name`` take a savepoint first.
+
+        ``keep_running_on_failure`` (StopApplication): when the snapshot cannot be taken while the job runs on,
+        the run goes back to RUNNING and reports :meth:`RuntimeEvents.stop_failed`, as AWS fails the operation
+        and keeps the application running; another stop (forced or not) can follow. Otherwise (an update) a
+        failed snapshot ends the run.
+        """
         with self.lock:
             if self._finished:
                 return
@@ -444,14 +460,16 @@ class AppRuntime:
             was = self.phase
             self.phase = "STOPPING"
             self.cancel.set()
+            if force:
+                self._forced = True
         threading.Thread(
             target=self._stop,
-            args=(force, snapshot_name, was),
+            args=(force, snapshot_name, was, keep_running_on_failure),
             name=f"kda-stop-{self.app['name']}",
             daemon=True,
         ).start()
 
-    def _stop(self, force: bool, snapshot_name: str | None, was: str) -> None:
+    def _stop(self, force: bool, snapshot_name: str | None, was: str, keep_running: bool = False) -> None:
         snapshot = None
         try:
             if self.handle is None and was == "STARTING":
@@ -462,7 +480,17 @@ class AppRuntime:
                     time.sleep(0.1)
             if self.handle is not None:
                 if not force and snapshot_name is not None:
-                    snapshot = self._savepoint_stop(snapshot_name)
+                    try:
+                        snapshot = self._savepoint_stop(snapshot_name)
+                    except Exception as exc:
+                        if keep_running and self._resume_after_failed_stop(exc):
+                            self.events.stop_failed(
+                                self,
+                                f"the snapshot {snapshot_name} could not be taken, so the application keeps "
+                                f"running: {type(exc).__name__}: {exc}",
+                            )
+                            return
+                        raise
                 else:
                     self._teardown(kill=True)
         except Exception as exc:
@@ -475,11 +503,47 @@ class AppRuntime:
         self._finish()
         self.events.stopped(self, snapshot)
 
+    def _resume_after_failed_stop(self, exc: Exception) -> bool:
+        """After a failed savepoint: if the job runs on (and no forced stop came), make the run RUNNING again."""
+        with self.lock:
+            if self._finished or self._forced or self.handle is None:
+                return False
+        try:
+            running = self.runner.status(self.handle).state == RUNNING
+        except Exception:
+            running = False
+        if not running:
+            return False
+        with self.lock:
+            if self._finished or self._forced:
+                return False
+            self.phase = "RUNNING"
+            self.cancel.clear()
+            self._watch_gen += 1
+        self.log.warning(
+            "kinesisanalytics: %s: the stop's savepoint failed, the job runs on: %s", self.key, exc
+        )
+        if self.bridge is not None:
+            self.bridge.resume()
+        threading.Thread(
+            target=self._watch, args=(True,), name=f"kda-watch-{self.app['name']}", daemon=True
+        ).start()
+        return True
+
     def _start_gave_up(self) -> bool:
         return self._finished
 
     def force(self) -> None:
-        """A forced stop during a stop with snapshot: kill the job now (the savepoint then fails)."""
+        """A forced stop during a stop with snapshot: kill the job now (the savepoint then fails).
+
+        If that stop has just failed and handed the run back (RUNNING again), this stops it outright.
+        """
+        with self.lock:
+            self._forced = True
+            handed_back = self.phase == "RUNNING"
+        if handed_back:
+            self.stop(force=True, snapshot_name=None)
+            return
         self.cancel.set()
         handle = self.handle
         if handle is not None:
