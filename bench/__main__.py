@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("dag_import_bench", "ingest_bench", "compaction_bench", "flink_bench")
+BENCHMARKS = ("dag_import_bench", "ingest_bench", "compaction_bench", "flink_bench", "freshness_bench")
 
 
 def main() -> int:

@@ -106,11 +106,9 @@ def own_endpoint(airflow_db, tmp_path_factory):
     """A fresh endpoint for this module. The app reads its stream from TRIM_HORIZON, and the session endpoint's
     stream already holds the other modules' events of later days: they would move the watermark past this
     module's events, which would all (rightly) go to the late sink."""
-    import boto3
-
     from include import local_airflow
     from include.local_aws import LocalEndpoint
-    from tests.local_aws.support import free_port_pair
+    from tests.local_aws.support import free_port_pair, make_client
 
     endpoint = LocalEndpoint(port=free_port_pair(), state_dir=tmp_path_factory.mktemp("streaming-aws"))
     endpoint.start()
@@ -118,13 +116,7 @@ def own_endpoint(airflow_db, tmp_path_factory):
     os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = local_airflow.aws_connection_uri(endpoint.port)
 
     def make(service: str):
-        return boto3.client(
-            service,
-            endpoint_url=endpoint.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return make_client(endpoint.url, service)
 
     try:
         yield make

@@ -123,6 +123,25 @@ def wait_status(aws: dict, wanted: str, timeout: float, app: str = APP) -> dict:
     return wait_for(check, timeout, f"{app} to be {wanted}", interval=0.5)
 
 
+def app_configuration(groups: dict[str, dict[str, str]]) -> dict:
+    """A Flink app on the test code object with these property groups, 1 s checkpoints, snapshots on."""
+    return {
+        "ApplicationCodeConfiguration": {
+            "CodeContent": {
+                "S3ContentLocation": {"BucketARN": f"arn:aws:s3:::{BUCKET}", "FileKey": "code/flink-app.zip"}
+            },
+            "CodeContentType": "ZIPFILE",
+        },
+        "EnvironmentProperties": {
+            "PropertyGroups": [{"PropertyGroupId": g, "PropertyMap": m} for g, m in groups.items()]
+        },
+        "FlinkApplicationConfiguration": {
+            "CheckpointConfiguration": {"ConfigurationType": "CUSTOM", "CheckpointInterval": 1000}
+        },
+        "ApplicationSnapshotConfiguration": {"SnapshotsEnabled": True},
+    }
+
+
 def test_sessions_survive_a_snapshot_stop_and_restore(endpoint, aws):
     s3, kinesis, kda = aws["s3"], aws["kinesis"], aws["kinesisanalyticsv2"]
     s3.create_bucket(Bucket=BUCKET)
@@ -142,24 +161,7 @@ def test_sessions_survive_a_snapshot_stop_and_restore(endpoint, aws):
         ApplicationName=APP,
         RuntimeEnvironment="FLINK-2_3",
         ServiceExecutionRole=ROLE,
-        ApplicationConfiguration={
-            "ApplicationCodeConfiguration": {
-                "CodeContent": {
-                    "S3ContentLocation": {
-                        "BucketARN": f"arn:aws:s3:::{BUCKET}",
-                        "FileKey": "code/flink-app.zip",
-                    }
-                },
-                "CodeContentType": "ZIPFILE",
-            },
-            "EnvironmentProperties": {
-                "PropertyGroups": [{"PropertyGroupId": g, "PropertyMap": m} for g, m in groups.items()]
-            },
-            "FlinkApplicationConfiguration": {
-                "CheckpointConfiguration": {"ConfigurationType": "CUSTOM", "CheckpointInterval": 1000}
-            },
-            "ApplicationSnapshotConfiguration": {"SnapshotsEnabled": True},
-        },
+        ApplicationConfiguration=app_configuration(groups),
     )
 
     clock = Clock()
@@ -263,24 +265,7 @@ def create(aws: dict, app: str, stream_arn: str, flink_config: dict[str, str] | 
         ApplicationName=app,
         RuntimeEnvironment="FLINK-2_3",
         ServiceExecutionRole=ROLE,
-        ApplicationConfiguration={
-            "ApplicationCodeConfiguration": {
-                "CodeContent": {
-                    "S3ContentLocation": {
-                        "BucketARN": f"arn:aws:s3:::{BUCKET}",
-                        "FileKey": "code/flink-app.zip",
-                    }
-                },
-                "CodeContentType": "ZIPFILE",
-            },
-            "EnvironmentProperties": {
-                "PropertyGroups": [{"PropertyGroupId": g, "PropertyMap": m} for g, m in groups.items()]
-            },
-            "FlinkApplicationConfiguration": {
-                "CheckpointConfiguration": {"ConfigurationType": "CUSTOM", "CheckpointInterval": 1000}
-            },
-            "ApplicationSnapshotConfiguration": {"SnapshotsEnabled": True},
-        },
+        ApplicationConfiguration=app_configuration(groups),
     )
 
 
