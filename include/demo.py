@@ -246,10 +246,22 @@ def _show_sessions(s3, bucket: str, records: list[str], timeout_s: float = 180) 
         "last_event",
     )
     differ = [sid for sid in set(wanted) - missing if any(got[sid][f] != wanted[sid][f] for f in fields)]
+    # Known engine difference (docs/sessions.md): invalid UTF-8 becomes replacement characters, how many differs.
+    utf8 = [
+        sid
+        for sid in differ
+        if all(got[sid][f] == wanted[sid][f] or "\ufffd" in str(wanted[sid][f]) for f in fields)
+    ]
+    differ = [sid for sid in differ if sid not in utf8]
     print(
         f"[demo] sessions: {len(set(wanted) - missing)} of {len(wanted)} closed sessions streamed"
         + (f", {len(missing)} MISSING" if missing else ", none missing")
         + (f", {len(differ)} DIFFER from the reference" if differ else ", all equal to the reference")
+        + (
+            f" ({len(utf8)} only in how invalid UTF-8 was replaced: a known difference, see docs/sessions.md)"
+            if utf8
+            else ""
+        )
     )
     for sid in sorted(set(wanted) - missing, key=lambda k: -wanted[k]["event_count"])[:3]:
         row = got[sid]
