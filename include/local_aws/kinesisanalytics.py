@@ -244,8 +244,11 @@ class KinesisAnalyticsHandler(ServiceHandler):
                 restart = snapshot
                 app["status"] = "UPDATING"
             else:
+                forced = app["status"] == "FORCE_STOPPING"
                 app["status"] = "READY"
-                if error:
+                if error and forced:  # the forced stop killed the job during the snapshot: as asked
+                    self._close_forced_stop(app, error)
+                elif error:
                     self._close_ops(app, "FAILED", error=error)
                     app["failure"] = {"time": now_epoch(), "reason": error}
                 else:
@@ -261,6 +264,18 @@ class KinesisAnalyticsHandler(ServiceHandler):
         self.log.info(
             "kinesisanalytics: %s stopped%s", runtime.key, " (restarting for an update)" if restart else ""
         )
+
+    def _close_forced_stop(self, app: dict, error: str) -> None:
+        """A forced stop overtook a stop with snapshot: the forced one succeeded, the snapshot one did not."""
+        for op in app.get("operations", []):
+            if op["operation"] == "StopApplication" and op["status"] == "IN_PROGRESS":
+                if op.get("force"):
+                    finish_operation(app, op["id"], "SUCCESSFUL")
+                else:
+                    finish_operation(
+                        app, op["id"], "FAILED", f"a forced stop ended the run before the snapshot ({error})"
+                    )
+        self._close_ops(app, "FAILED", ("StartApplication",), error="stopped before it was running")
 
     def stop_failed(self, runtime: AppRuntime, reason: str) -> None:
         """StopApplication's snapshot failed and the job runs on: that stop FAILED, the application is RUNNING.
@@ -596,6 +611,7 @@ class KinesisAnalyticsHandler(ServiceHandler):
                     f"Application {name} is in {status} state; StopApplication needs RUNNING",
                 )
             op = new_operation(app, "StopApplication")
+            op["force"] = force
             app.pop("pending_update_restart", None)
             app["status"] = "FORCE_STOPPING" if force else "STOPPING"
             if runtime is None:

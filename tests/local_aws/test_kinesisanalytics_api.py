@@ -808,3 +808,31 @@ def test_force_stop_while_starting_and_delete_while_running(kda, aws):
     )
     assert job_processes(kda, name) == []
     assert not app_dir(kda, name).exists()
+
+
+def test_a_forced_stop_overtaking_a_snapshot_stop_succeeds_and_the_snapshot_stop_fails(kda, aws):
+    name = "slow-snapshot-app"
+    arn = make_stream(aws, "slow-snapshot-events", 1)
+    create_app(aws, name, arn, **{"flink.config.0": {"fake.savepoint-delay-ms": "5000"}})
+    kdav2 = aws["kinesisanalyticsv2"]
+    kdav2.start_application(ApplicationName=name)
+    wait_status(aws, name, "RUNNING")
+    graceful = kdav2.stop_application(ApplicationName=name)["OperationId"]
+    assert status(aws, name) == "STOPPING"
+    forced = kdav2.stop_application(ApplicationName=name, Force=True)["OperationId"]
+    assert status(aws, name) == "FORCE_STOPPING"
+    wait_status(aws, name, "READY")
+
+    def op(op_id: str) -> dict:
+        detail = kdav2.describe_application_operation(ApplicationName=name, OperationId=op_id)
+        return detail["ApplicationOperationInfoDetails"]
+
+    assert op(forced)["OperationStatus"] == "SUCCESSFUL"
+    assert op(graceful)["OperationStatus"] == "FAILED"
+    assert "forced stop" in op(graceful)["OperationFailureDetails"]["ErrorInfo"]["ErrorString"]
+    detail = kdav2.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert "fail" not in detail.get("ApplicationDescription", "").lower(), detail.get(
+        "ApplicationDescription"
+    )
+    assert kdav2.list_application_snapshots(ApplicationName=name)["SnapshotSummaries"] == []
+    assert job_processes(kda, name) == []

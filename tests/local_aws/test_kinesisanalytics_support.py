@@ -12,7 +12,8 @@ like the sessions job where the emulation cares:
 * a savepoint stores the set of files read; a job started from it skips them; one that cannot be written (its
   directory cannot be created) fails the stop or snapshot and the job runs on, as Flink's does;
 * a record containing ``CRASH`` makes the job fail with that line in its reason;
-* ``flink.config.0`` ``fake.startup-delay-ms`` delays RUNNING, like a slow JVM start.
+* ``flink.config.0`` ``fake.startup-delay-ms`` delays RUNNING, like a slow JVM start, and
+  ``fake.savepoint-delay-ms`` makes every savepoint take that long.
 """
 
 from __future__ import annotations
@@ -164,6 +165,9 @@ def job_main(work: Path) -> int:
     last_commit = time.monotonic()
     delay_ms = int((request["groups"].get("flink.config.0") or {}).get("fake.startup-delay-ms", "0"))
     time.sleep(delay_ms / 1000)  # a slow JVM start
+    savepoint_delay_ms = int(
+        (request["groups"].get("flink.config.0") or {}).get("fake.savepoint-delay-ms", "0")
+    )
     _write_json(status, {"state": RUNNING})
 
     def commit() -> None:
@@ -172,6 +176,7 @@ def job_main(work: Path) -> int:
         pending.clear()
 
     def savepoint(directory: str) -> str:
+        time.sleep(savepoint_delay_ms / 1000)
         commit()
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
