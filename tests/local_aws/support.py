@@ -8,6 +8,8 @@ import json
 import os
 import random
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -155,6 +157,19 @@ def process_group(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return sorted(members)
+
+
+def local_aws_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m include.local_aws <args>`` (what ``make up`` / ``make down`` run), output captured."""
+    from include.local_aws.endpoint import PROJECT_ROOT
+
+    return subprocess.run(
+        [sys.executable, "-m", "include.local_aws", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def alive(pid: int) -> bool:

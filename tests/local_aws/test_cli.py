@@ -8,35 +8,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from include.local_aws.endpoint import PROJECT_ROOT, EndpointError, LocalEndpoint
-from tests.local_aws.support import free_port_pair, make_client
+from include.local_aws.endpoint import EndpointError, LocalEndpoint
+from tests.local_aws.support import alive, free_port_pair, local_aws_cli, make_client
 
 pytestmark = pytest.mark.integration
 
 
 def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "include.local_aws", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "\nState:\tZ" in status.read_text())
+    return local_aws_cli(*args, timeout=timeout)
 
 
 def test_up_status_restart_down(tmp_path):

@@ -13,8 +13,6 @@ job a companion killed with kill -9 left running.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from include.local_aws.endpoint import PROJECT_ROOT, LocalEndpoint
+from include.local_aws.endpoint import LocalEndpoint
 from include.sessions import flink_runner as fr
 from include.sessions.contract import SessionContract
 from include.sessions.reference import check_records, sessionize
@@ -34,6 +32,7 @@ from tests.local_aws.support import (
     flink_rest,
     free_port_pair,
     list_keys,
+    local_aws_cli,
     make_client,
     process_group,
     wait_for,
@@ -375,19 +374,9 @@ def test_flink_config_reaches_the_job_and_a_failed_snapshot_keeps_it_running(end
     wait_for(lambda: not alive(job["pid"]) and not alive(job["jvm_pid"]), 30, "the job's processes to end")
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "include.local_aws", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_down_kills_the_flink_job_of_a_companion_killed_with_kill_9(tmp_path):
     port, state = free_port_pair(), tmp_path / "aws"
-    up = cli("up", "--port", str(port), "--state-dir", str(state))
+    up = local_aws_cli("up", "--port", str(port), "--state-dir", str(state))
     assert up.returncode == 0, up.stderr
     job: dict = {}
     leftover: list[int] = []
@@ -405,7 +394,7 @@ def test_down_kills_the_flink_job_of_a_companion_killed_with_kill_9(tmp_path):
         time.sleep(1)
         assert alive(job["pid"]) and alive(job["jvm_pid"])
     finally:
-        down = cli("down", "--state-dir", str(state))
+        down = local_aws_cli("down", "--state-dir", str(state))
         if job:  # whatever happened, leave no JVM behind (only what the job directory vouches for)
             leftover = fr.kill_job(job["job_dir"])
     assert down.returncode == 0, down.stderr
