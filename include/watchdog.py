@@ -21,9 +21,15 @@ ACTIVITY_WINDOW_MINUTES = 10
 
 
 def recent_minute_starts(now: datetime, minutes: int = ACTIVITY_WINDOW_MINUTES) -> list[datetime]:
-    """Logical dates of the producer's last ``minutes`` scheduled runs (its data interval starts)."""
+    """Logical dates the producer's runs of the last ``minutes`` minutes have, newest first.
+
+    A scheduled run's logical date is its data interval's start (the minutes before now). A run made with the
+    interval's *end* as its logical date (``dag.test`` / ``airflow dags test`` with the timetable inferring the
+    interval that ends there) has the current minute, so that is counted too (measured: without it the
+    watchdog missed an in-process producer run).
+    """
     end = now.astimezone(UTC).replace(second=0, microsecond=0)
-    return [end - timedelta(minutes=i) for i in range(1, minutes + 1)]
+    return [end - timedelta(minutes=i) for i in range(0, minutes + 1)]
 
 
 def producer_is_active(ti, dag_id: str, now: datetime) -> bool:

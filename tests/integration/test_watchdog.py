@@ -49,4 +49,31 @@ def test_activity_window_is_the_producers_recent_minute_starts():
     from datetime import UTC, datetime
 
     starts = recent_minute_starts(datetime(2026, 11, 27, 10, 5, 30, tzinfo=UTC), minutes=3)
-    assert [s.strftime("%H:%M") for s in starts] == ["10:04", "10:03", "10:02"]
+    assert [s.strftime("%H:%M") for s in starts] == ["10:05", "10:04", "10:03", "10:02"]
+
+
+def test_the_dag_reads_producer_activity_through_the_task_sdk(inbox):
+    """The real DAG path: ``ti.get_dr_count`` over the producer's recent runs, quiet first, then an alert."""
+    from datetime import UTC, datetime
+
+    from include.local_airflow import task_result
+
+    sqs, url = inbox
+    quiet = run_dag("clickstream_flink_watchdog")
+    assert quiet.state == "success", task_states(quiet)
+    assert task_result(quiet, "check_application")["producer_active"] is False
+
+    minute_end = datetime.now(UTC).replace(second=0, microsecond=0)
+    produced = run_dag(
+        "clickstream_producer", logical_date=minute_end, conf={"users": 100, "events_per_second": 1.0}
+    )
+    assert produced.state == "success", task_states(produced)
+    drain(sqs, url)
+    alerted = run_dag("clickstream_flink_watchdog")
+    assert alerted.state == "failed", task_states(alerted)
+    messages = wait_for(
+        lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages"),
+        timeout=20,
+        what="the watchdog alert in the SQS inbox",
+    )
+    assert "clickstream_producer is active" in messages[0]["Body"]
