@@ -28,7 +28,9 @@ print((time.perf_counter() - t) * 1000)
 
 #: A DAG processor that has parsed one amazon-provider DAG keeps the provider imported; the second column
 #: shows that steady state.
-PRELOAD = "import airflow.providers.amazon.aws.hooks.s3, airflow.providers.amazon.aws.operators.kinesis_analytics"
+PRELOAD = (
+    "import airflow.providers.amazon.aws.hooks.s3, airflow.providers.amazon.aws.operators.kinesis_analytics"
+)
 
 
 def measure(path: Path, runs: int, preload: str = "") -> list[float]:
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in sorted((REPO / "dags").glob("*.py")):
         cold = measure(path, args.runs)
         warm = measure(path, args.runs, PRELOAD)
-        verdict = "ok" if median(cold) <= BUDGET_MS else ("ok when warm" if median(warm) <= BUDGET_MS else "OVER")
+        verdict = (
+            "ok" if median(cold) <= BUDGET_MS else ("ok when warm" if median(warm) <= BUDGET_MS else "OVER")
+        )
         print(
             f"| {path.name} | {median(cold):.0f} | {min(cold):.0f}–{max(cold):.0f} | {median(warm):.0f} | {verdict} |"
         )

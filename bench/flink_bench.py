@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import print_machine
 from include.events_schema import CLIENT_EVENTS, DEVICE_IDS
 from include.sessions import batch, flink_runner
 from include.sessions.contract import SessionContract, iso_ms
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--skip-flink", action="store_true")
     args = parser.parse_args(argv)
+    print_machine()
+    load_start = os.getloadavg()
     contract = SessionContract()
     with tempfile.TemporaryDirectory(prefix="flink-bench-") as tmp:
         work = Path(tmp)
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             results["engines_agree"] = flink_sessions == results["duckdb"]["_sessions"]
     for engine in ("duckdb", "flink"):
         results.get(engine, {}).pop("_sessions", None)
+    results["load_avg_start_end"] = [round(v, 2) for v in (*load_start, *os.getloadavg())]
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

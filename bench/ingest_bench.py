@@ -41,7 +41,9 @@ def _delivered(url: str, name: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--events-per-second", type=float, default=500.0, help="producer rate (1 minute each run)")
+    parser.add_argument(
+        "--events-per-second", type=float, default=500.0, help="producer rate (1 minute each run)"
+    )
     args = parser.parse_args(argv)
     settings = Settings(firehose_buffer_seconds=1)
     port = _free_pair()
@@ -51,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         _, arn = ensure_stream(_client(ep.url, "kinesis"), settings)
         ensure_delivery_stream(_client(ep.url, "firehose"), settings, arn)
         kinesis = _client(ep.url, "kinesis")
-        params = ProducerParams(users=int(args.events_per_second * 100) + 1, events_per_second=args.events_per_second)
+        params = ProducerParams(
+            users=int(args.events_per_second * 100) + 1, events_per_second=args.events_per_second
+        )
         start = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
         for run in range(args.runs):
             begin = start + timedelta(minutes=run)
@@ -69,17 +73,23 @@ def main(argv: list[str] | None = None) -> int:
             put_rates.append(n / t_put)
             end_to_end.append(t_all)
             delivery_rates.append(n / t_all)
-            print(f"run {run + 1}: {n} records, put {t_put:.2f}s, delivered after {t_all:.2f}s", file=sys.stderr)
+            print(
+                f"run {run + 1}: {n} records, put {t_put:.2f}s, delivered after {t_all:.2f}s", file=sys.stderr
+            )
     print_machine()
     n = len(batch.records)
     print(f"| ingest ({n} records/run, {args.runs} runs, 2 shards, 1 s buffer) | median | min | max |")
     print("|---|---|---|---|")
-    print(f"| producer → Kinesis (events/s) | {median(put_rates):,.0f} | {min(put_rates):,.0f} | {max(put_rates):,.0f} |")
+    print(
+        f"| producer → Kinesis (events/s) | {median(put_rates):,.0f} | {min(put_rates):,.0f} | {max(put_rates):,.0f} |"
+    )
     print(
         f"| put + Firehose delivery to S3 (events/s) | {median(delivery_rates):,.0f} | {min(delivery_rates):,.0f} |"
         f" {max(delivery_rates):,.0f} |"
     )
-    print(f"| first put → last record in S3 (s) | {median(end_to_end):.2f} | {min(end_to_end):.2f} | {max(end_to_end):.2f} |")
+    print(
+        f"| first put → last record in S3 (s) | {median(end_to_end):.2f} | {min(end_to_end):.2f} | {max(end_to_end):.2f} |"
+    )
     return 0
 
 
