@@ -571,6 +571,53 @@ def test_a_stop_whose_snapshot_fails_keeps_the_application_running(kda, aws):
     assert len(seen) == 150 and max(seen.values()) == 1
 
 
+def test_a_snapshot_that_fails_is_marked_failed_and_the_job_runs_on(kda, aws):
+    """CreateApplicationSnapshot that cannot be written: the snapshot and its operation are FAILED with the reason,
+    the same job keeps running and reading, and a later snapshot (cause removed) works and restores."""
+    name = "failing-snapshot-app"
+    stream = "failing-snapshot-events"
+    arn = make_stream(aws, stream, 1)
+    create_app(aws, name, arn)
+    kdav2 = aws["kinesisanalyticsv2"]
+    prefix = f"out/{name}/"
+    put(aws, stream, records("a", 50))
+    start_op(name).execute({})
+    wait_for(lambda: len(s3_lines(aws, prefix)) >= 50, 30, "50 records in S3")
+    (pid,) = job_processes(kda, name)
+    blocker = app_dir(kda, name) / "savepoints"  # a real failure: a file where the snapshot's directory goes
+    assert not blocker.exists()
+    blocker.write_text("not a directory")
+
+    kdav2.create_application_snapshot(ApplicationName=name, SnapshotName="blocked")
+
+    def snapshot_status(snapshot: str) -> str:
+        details = kdav2.describe_application_snapshot(ApplicationName=name, SnapshotName=snapshot)
+        return details["SnapshotDetails"]["SnapshotStatus"]
+
+    wait_for(lambda: snapshot_status("blocked") != "CREATING", 30, "the snapshot to end")
+    assert snapshot_status("blocked") == "FAILED"
+    ops = kdav2.list_application_operations(ApplicationName=name)["ApplicationOperationInfoList"]
+    (failed,) = [o for o in ops if o["Operation"] == "CreateApplicationSnapshot"]
+    info = operation(aws, name, failed["OperationId"])
+    assert info["OperationStatus"] == "FAILED", info
+    assert str(blocker) in info["OperationFailureDetails"]["ErrorInfo"]["ErrorString"], info
+    assert status(aws, name) == "RUNNING" and job_processes(kda, name) == [pid]
+    put(aws, stream, records("b", 50))
+    wait_for(lambda: len(s3_lines(aws, prefix)) >= 100, 30, "records after the failed snapshot")
+
+    blocker.unlink()
+    kdav2.create_application_snapshot(ApplicationName=name, SnapshotName="after-fix")
+    wait_for(lambda: snapshot_status("after-fix") == "READY", 30, "after-fix READY")
+    put(aws, stream, records("c", 50))
+    wait_for(lambda: len(s3_lines(aws, prefix)) >= 150, 30, "records after the good snapshot")
+    stop_op(name, force=True).execute({})
+    start_op(name, "RESTORE_FROM_CUSTOM_SNAPSHOT", SnapshotName="after-fix").execute({})
+    wait_for(lambda: len(s3_lines(aws, prefix)) >= 200, 30, "c read again after the restore")
+    stop_op(name, force=True).execute({})
+    seen = Counter(json.loads(line)["event_id"] for line in s3_lines(aws, prefix))
+    assert all(seen[f"a-{i}"] == 1 and seen[f"b-{i}"] == 1 and seen[f"c-{i}"] == 2 for i in range(50)), seen
+
+
 # -- failures are visible, never a hang ---------------------------------------------------------------------
 
 
