@@ -78,6 +78,10 @@ def aws(kda: LocalEndpoint) -> dict[str, Any]:
 
 def make_stream(aws: dict, name: str, shards: int = 2) -> str:
     aws["kinesis"].create_stream(StreamName=name, ShardCount=shards)
+    return stream_arn(aws, name)
+
+
+def stream_arn(aws: dict, name: str) -> str:
     return aws["kinesis"].describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
 
 
@@ -178,6 +182,17 @@ def s3_lines(aws: dict, prefix: str) -> list[bytes]:
 
 def records(tag: str, n: int) -> list[bytes]:
     return [json.dumps({"event_id": f"{tag}-{i}", "n": i}).encode() for i in range(n)]
+
+
+def start_with_records(aws: dict, name: str, stream: str, count: int, shards: int = 1) -> str:
+    """A new stream with ``count`` records tagged "a", an application on it started and all of them read;
+    returns the application's S3 output prefix."""
+    create_app(aws, name, make_stream(aws, stream, shards))
+    prefix = f"out/{name}/"
+    put(aws, stream, records("a", count))
+    start_op(name).execute({})
+    wait_for(lambda: len(s3_lines(aws, prefix)) >= count, 30, f"{count} records in S3")
+    return prefix
 
 
 def app_dir(kda: LocalEndpoint, name: str) -> Path:
@@ -442,13 +457,8 @@ def test_force_stop_takes_no_snapshot_and_start_errors(aws):
 def test_manual_snapshot_custom_restore_and_snapshot_delete(kda, aws):
     name = "snap-app"
     stream = "snap-events"
-    arn = make_stream(aws, stream, 1)
-    create_app(aws, name, arn)
+    prefix = start_with_records(aws, name, stream, 100)
     kdav2 = aws["kinesisanalyticsv2"]
-    prefix = f"out/{name}/"
-    put(aws, stream, records("a", 100))
-    start_op(name).execute({})
-    wait_for(lambda: len(s3_lines(aws, prefix)) >= 100, 30, "100 records")
 
     kdav2.create_application_snapshot(ApplicationName=name, SnapshotName="manual-1")
     wait_for(
@@ -525,12 +535,7 @@ def test_a_stop_whose_snapshot_fails_keeps_the_application_running(kda, aws):
     """As on AWS: the StopApplication operation fails with the reason, the application runs on, stops can retry."""
     name = "stuck-snapshot-app"
     stream = "stuck-snapshot-events"
-    arn = make_stream(aws, stream, 1)
-    create_app(aws, name, arn)
-    prefix = f"out/{name}/"
-    put(aws, stream, records("a", 50))
-    start_op(name).execute({})
-    wait_for(lambda: len(s3_lines(aws, prefix)) >= 50, 30, "50 records in S3")
+    prefix = start_with_records(aws, name, stream, 50)
     (pid,) = job_processes(kda, name)
     # A real failure: the snapshot's directory cannot be created (a file is where its parent must be).
     blocker = app_dir(kda, name) / "savepoints"
@@ -576,13 +581,8 @@ def test_a_snapshot_that_fails_is_marked_failed_and_the_job_runs_on(kda, aws):
     the same job keeps running and reading, and a later snapshot (cause removed) works and restores."""
     name = "failing-snapshot-app"
     stream = "failing-snapshot-events"
-    arn = make_stream(aws, stream, 1)
-    create_app(aws, name, arn)
+    prefix = start_with_records(aws, name, stream, 50)
     kdav2 = aws["kinesisanalyticsv2"]
-    prefix = f"out/{name}/"
-    put(aws, stream, records("a", 50))
-    start_op(name).execute({})
-    wait_for(lambda: len(s3_lines(aws, prefix)) >= 50, 30, "50 records in S3")
     (pid,) = job_processes(kda, name)
     blocker = app_dir(kda, name) / "savepoints"  # a real failure: a file where the snapshot's directory goes
     assert not blocker.exists()
@@ -728,12 +728,8 @@ def test_provider_hook_waiter_fails_on_a_crashed_start(aws):
 def test_companion_restart_and_crash_keep_the_application_running(kda, aws):
     name = "restart-app"
     stream = "restart-events"
-    arn = make_stream(aws, stream, 2)
-    create_app(aws, name, arn)
-    prefix = f"out/{name}/"
-    put(aws, stream, records("a", 200))
-    start_op(name).execute({})
-    wait_for(lambda: len(s3_lines(aws, prefix)) >= 200, 30, "200 records")
+    prefix = start_with_records(aws, name, stream, 200, shards=2)
+    arn = stream_arn(aws, stream)
 
     kda.restart_companion()  # SIGTERM: the job is suspended with a savepoint and resumed
     assert status(aws, name) == "RUNNING"
@@ -779,12 +775,8 @@ def job_processes(kda: LocalEndpoint, name: str) -> list[int]:
 def test_update_while_running_restarts_from_an_automatic_snapshot(kda, aws):
     name = "hot-app"
     stream = "hot-events"
-    arn = make_stream(aws, stream, 1)
-    create_app(aws, name, arn)
-    prefix = f"out/{name}/"
-    put(aws, stream, records("a", 100))
-    start_op(name).execute({})
-    wait_for(lambda: len(s3_lines(aws, prefix)) >= 100, 30, "100 records")
+    prefix = start_with_records(aws, name, stream, 100)
+    arn = stream_arn(aws, stream)
 
     kdav2 = aws["kinesisanalyticsv2"]
     out = kdav2.update_application(
