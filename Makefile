@@ -31,16 +31,16 @@ sync: bootstrap
 	$(UV) sync --frozen --python $(PY_VERSION)
 
 up: sync
-	$(RUN) python -m include.local_aws up --port $(PORT)
+	$(RUN) python -m localdev.aws up --port $(PORT)
 
 down:
-	@if [ -x .venv/bin/python ]; then .venv/bin/python -m include.local_aws down; else echo "nothing to stop"; fi
+	@if [ -x .venv/bin/python ]; then .venv/bin/python -m localdev.aws down; else echo "nothing to stop"; fi
 
 status: sync
-	$(RUN) python -m include.local_aws status
+	$(RUN) python -m localdev.aws status
 
 demo: sync
-	$(RUN) python -m include.demo --port $(PORT)
+	$(RUN) python -m localdev.demo --port $(PORT)
 
 test: sync
 	$(RUN) ruff check .
@@ -58,7 +58,7 @@ bench: sync
 	$(RUN) python -m bench
 
 airflow: sync up
-	$(RUN) python -m include.local_airflow_standalone
+	$(RUN) python -m localdev.airflow_standalone
 
 clean: down
 	rm -rf .local dist

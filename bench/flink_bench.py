@@ -21,9 +21,10 @@ from pathlib import Path
 
 from bench.machine import print_machine
 from include.events_schema import CLIENT_EVENTS, DEVICE_IDS
-from include.sessions import batch, flink_runner
+from include.sessions import batch
 from include.sessions.contract import SessionContract, iso_ms
-from include.sessions.inputs import read_events_file
+from localdev import flink_runner
+from localdev.event_files import read_events_file
 
 START_MS = 1_735_725_600_000  # 2025-01-01T10:00:00.000Z
 COUNTRIES = ("DE", "FR", "IE", "CZ", "BE", "NL", "AT", "PL")

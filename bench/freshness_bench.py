@@ -28,17 +28,17 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from bench.local_endpoint_bench import _free_pair
 from bench.machine import median, print_machine
 from include.config import Settings
 from include.flink_app.package import build, upload
-from include.local_aws.bench import _free_pair
-from include.local_aws.endpoint import LocalEndpoint
-from include.local_aws.kda.runner import duration_ms
 from include.producer import KinesisWriter, ProducerParams, generate
 from include.producer.records import ms_to_datetime
 from include.provision import ensure_bucket, ensure_flink_application, ensure_stream
 from include.sessions.contract import SessionContract
-from include.sessions.reference import check_records, sessionize, timestamp_ms
+from localdev.aws.endpoint import LocalEndpoint
+from localdev.aws.flink.jobs import duration_ms
+from localdev.reference import check_records, sessionize, timestamp_ms
 
 REGION = "us-east-1"
 

@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
+from bench.local_endpoint_bench import _free_pair
 from bench.machine import median, print_machine
 from include.config import Settings
-from include.local_aws.bench import _free_pair
-from include.local_aws.endpoint import LocalEndpoint
 from include.producer import KinesisWriter, ProducerParams, generate
 from include.provision import ensure_bucket, ensure_delivery_stream, ensure_stream
+from localdev.aws.endpoint import LocalEndpoint
 
 
 def _client(url: str, service: str):

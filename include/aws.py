@@ -30,7 +30,7 @@ def check_endpoint(endpoint_url: str | None) -> None:
     except OSError as exc:
         raise LocalEndpointUnavailable(
             f"The AWS endpoint {endpoint_url} (from the {AWS_CONN_ID!r} connection) is not reachable ({exc}). "
-            "Start the local endpoint with `make up` (or `uv run python -m include.local_aws up`), "
+            "Start the local endpoint with `make up` (or `uv run python -m localdev.aws up`), "
             "or point the connection at AWS."
         ) from exc
 

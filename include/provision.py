@@ -301,9 +301,9 @@ def catalog_tables(settings: Settings) -> list[dict[str, Any]]:
 def flink_property_groups(
     settings: Settings, stream_arn: str, region: str, run_options: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """The application's property groups (keys defined by include.sessions.flink_job); ``run_options`` is
+    """The application's property groups (keys defined by include.flink_app.flink_job); ``run_options`` is
     what include.flink_app.package.build reported for the uploaded zip (entry point and connector jar)."""
-    from include.sessions.flink_job import GROUP_CONSUMER, GROUP_SINK
+    from include.flink_app.flink_job import GROUP_CONSUMER, GROUP_SINK
 
     return [
         {

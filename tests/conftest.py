@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from include import local_airflow
+from localdev import airflow_env as local_airflow
 
 _HOME = Path(os.environ.get("CLICKSTREAM_TEST_HOME") or tempfile.mkdtemp(prefix="clickstream-tests-"))
 
@@ -21,7 +21,7 @@ def _test_port() -> int:
     """4666 (so a `make up` endpoint on 4566 can keep running), or a free pair when 4666/4667 are taken."""
     if os.environ.get("CLICKSTREAM_TEST_PORT"):
         return int(os.environ["CLICKSTREAM_TEST_PORT"])
-    from include.local_aws.endpoint import port_is_free
+    from localdev.aws.endpoint import port_is_free
 
     if port_is_free(4666) and port_is_free(4667):
         return 4666
@@ -52,7 +52,7 @@ def test_home() -> Path:
 
 @pytest.fixture(scope="session")
 def local_endpoint():
-    from include.local_aws import LocalEndpoint
+    from localdev.aws import LocalEndpoint
 
     endpoint = LocalEndpoint(port=TEST_PORT, state_dir=_HOME / "aws")
     endpoint.start()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from include.local_aws.endpoint import PROJECT_ROOT
+from localdev.aws.endpoint import PROJECT_ROOT
 from tests.local_aws.support import alive, free_port_pair, make_client, wait_for
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yaml").read_text())
@@ -70,7 +70,7 @@ def test_airflow_reaches_the_local_aws_service_and_the_project_folders():
     env = airflow["environment"]
     conn = Connection(conn_id="aws_default", **json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"]))
     assert conn.conn_type == "aws"
-    gateway = python_module_commands(SERVICES["local-aws"]["command"])["include.local_aws.gateway"]
+    gateway = python_module_commands(SERVICES["local-aws"]["command"])["localdev.aws.gateway"]
     port = gateway[gateway.index("--port") + 1]
     assert conn.extra_dejson["endpoint_url"] == f"http://local-aws:{port}"
     mount = airflow["working_dir"]
@@ -85,8 +85,8 @@ def test_airflow_reaches_the_local_aws_service_and_the_project_folders():
 def compose_endpoint(tmp_path: Path):
     """The local-aws service's two command lines, run here on free loopback ports."""
     commands = python_module_commands(SERVICES["local-aws"]["command"])
-    assert set(commands) == {"include.local_aws.moto_server", "include.local_aws.gateway"}, commands
-    moto_args, gateway_args = commands["include.local_aws.moto_server"], commands["include.local_aws.gateway"]
+    assert set(commands) == {"localdev.aws.moto_server", "localdev.aws.gateway"}, commands
+    moto_args, gateway_args = commands["localdev.aws.moto_server"], commands["localdev.aws.gateway"]
     # In the container the companion must find moto where moto listens.
     assert moto_args[moto_args.index("-H") + 1] == "127.0.0.1"
     assert gateway_args[gateway_args.index("--moto-port") + 1] == moto_args[moto_args.index("-p") + 1]
@@ -99,8 +99,8 @@ def compose_endpoint(tmp_path: Path):
     started = []
     try:
         for module, args in (
-            ("include.local_aws.moto_server", moto_args),
-            ("include.local_aws.gateway", gateway_args),
+            ("localdev.aws.moto_server", moto_args),
+            ("localdev.aws.gateway", gateway_args),
         ):
             log = open(tmp_path / f"{module}.log", "wb")  # noqa: SIM115 - closed with the process
             started.append(

@@ -4,8 +4,8 @@ On AWS, Managed Flink runs this file from the application zip (property group
 ``kinesis.analytics.flink.run.options``: ``python`` = ``main.py``, ``jarfile`` = the Kinesis SQL connector under
 ``lib/``) and writes the application's property groups to ``/etc/flink/application_properties.json``. Locally,
 point ``CLICKSTREAM_FLINK_PROPERTIES`` at a file of the same format and run ``python -m include.flink_app.main``
-(the local runner, :mod:`include.sessions.flink_runner`, calls :func:`run` the same way). Either way the job is
-built by :func:`include.sessions.flink_job.job_from_properties`: only the connector options differ.
+(the local runner, :mod:`localdev.flink_runner`, calls :func:`run` the same way). Either way the job is
+built by :func:`include.flink_app.flink_job.job_from_properties`: only the connector options differ.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if (_HERE / "include").is_dir() and str(_HERE) not in sys.path:
 if (_HERE / "vendor").is_dir() and str(_HERE / "vendor") not in sys.path:
     sys.path.insert(0, str(_HERE / "vendor"))
 
-from include.sessions import flink_job  # noqa: E402
+from include.flink_app import flink_job  # noqa: E402
 
 AWS_PROPERTIES_PATH = Path("/etc/flink/application_properties.json")
 LOCAL_PROPERTIES_ENV = "CLICKSTREAM_FLINK_PROPERTIES"

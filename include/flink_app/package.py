@@ -46,7 +46,7 @@ APP_MODULES = (
     "sessions/__init__.py",
     "sessions/contract.py",
     "sessions/templates.py",
-    "sessions/flink_job.py",
+    "flink_app/flink_job.py",
     "flink_app/__init__.py",
     "flink_app/main.py",
 )

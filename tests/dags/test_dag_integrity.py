@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from include.dag_policy import APPROVED_TAGS, LAYER_TAGS, OWNER, PROJECT_TAG, TIER_TAGS
-from include.local_airflow import REPO
+from localdev.airflow_env import REPO
 
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 #: Hard ceiling per DAG file; the real budget (200 ms) is tracked by bench/dag_import_bench.py.

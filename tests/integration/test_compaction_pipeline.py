@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from include.config import settings
-from include.local_airflow import run_dag, task_result, task_states
 from include.producer import ProducerParams, generate
+from localdev.airflow_env import run_dag, task_result, task_states
 from tests.integration.lake import drain, read_lake, wait_for
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include.config import settings
-from include.local_airflow import run_dag, task_result, task_states
 from include.producer import KinesisWriter, ProducerParams, generate
+from localdev.airflow_env import run_dag, task_result, task_states
 from tests.integration.lake import read_lake, wait_for
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include.config import settings
-from include.local_airflow import run_dag, task_result, task_states
 from include.producer import ProducerParams, generate
 from include.sessions.contract import SessionContract
-from include.sessions.reference import check_records, closed_sessions
+from localdev.airflow_env import run_dag, task_result, task_states
+from localdev.reference import check_records, closed_sessions
 from tests.integration.lake import wait_for
 
 pytestmark = pytest.mark.integration
@@ -106,8 +106,8 @@ def own_endpoint(airflow_db, tmp_path_factory):
     """A fresh endpoint for this module. The app reads its stream from TRIM_HORIZON, and the session endpoint's
     stream already holds the other modules' events of later days: they would move the watermark past this
     module's events, which would all (rightly) go to the late sink."""
-    from include import local_airflow
-    from include.local_aws import LocalEndpoint
+    from localdev import airflow_env as local_airflow
+    from localdev.aws import LocalEndpoint
     from tests.local_aws.support import free_port_pair, make_client
 
     endpoint = LocalEndpoint(port=free_port_pair(), state_dir=tmp_path_factory.mktemp("streaming-aws"))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from include.config import settings
-from include.local_airflow import run_dag, task_states
 from include.watchdog import FlinkAppNotRunning, check_flink_app, recent_minute_starts
+from localdev.airflow_env import run_dag, task_states
 from tests.integration.lake import drain, wait_for
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def test_the_dag_reads_producer_activity_through_the_task_sdk(inbox):
     """The real DAG path: ``ti.get_dr_count`` over the producer's recent runs, quiet first, then an alert."""
     from datetime import UTC, datetime
 
-    from include.local_airflow import task_result
+    from localdev.airflow_env import task_result
 
     sqs, url = inbox
     quiet = run_dag("clickstream_flink_watchdog")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from include.local_aws.endpoint import LocalEndpoint
+from localdev.aws.endpoint import LocalEndpoint
 from tests.local_aws.support import free_port_pair, make_client
 
 

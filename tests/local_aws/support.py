@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from include.local_aws.endpoint import LocalEndpoint, port_is_free
+from localdev.aws.endpoint import LocalEndpoint, port_is_free
 
 REGION = "us-east-1"
 
@@ -160,11 +160,11 @@ def process_group(pgid: int) -> list[int]:
 
 
 def local_aws_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m include.local_aws <args>`` (what ``make up`` / ``make down`` run), output captured."""
-    from include.local_aws.endpoint import PROJECT_ROOT
+    """``python -m localdev.aws <args>`` (what ``make up`` / ``make down`` run), output captured."""
+    from localdev.aws.endpoint import PROJECT_ROOT
 
     return subprocess.run(
-        [sys.executable, "-m", "include.local_aws", *args],
+        [sys.executable, "-m", "localdev.aws", *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

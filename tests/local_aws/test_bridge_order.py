@@ -7,8 +7,8 @@ import logging
 import time
 from typing import Any
 
-from include.local_aws.kda.bridge import Bridge
-from include.local_aws.kda.spool import Spool
+from localdev.aws.flink.bridge import Bridge
+from localdev.aws.flink.spool import Spool
 from tests.local_aws.support import wait_for
 
 LOG = logging.getLogger("test-bridge-order")

@@ -1,4 +1,4 @@
-"""`python -m include.local_aws up|status|restart-companion|down`: real processes, PID files, ports."""
+"""`python -m localdev.aws up|status|restart-companion|down`: real processes, PID files, ports."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from include.local_aws.endpoint import EndpointError, LocalEndpoint
+from localdev.aws.endpoint import EndpointError, LocalEndpoint
 from tests.local_aws.support import alive, free_port_pair, local_aws_cli, make_client
 
 pytestmark = pytest.mark.integration

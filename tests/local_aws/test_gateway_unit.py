@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from include.local_aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
-from include.local_aws.gateway import GatewayServer, load_handlers
+from localdev.aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
+from localdev.aws.gateway import GatewayServer, load_handlers
 
 
 class FakeUpstream(BaseHTTPRequestHandler):
@@ -106,7 +106,7 @@ def gateway(tmp_path_factory):
     state = Path(tmp_path_factory.mktemp("gw"))
     handlers = load_handlers(
         lambda name: CompanionContext(state / name, "http://unused", "http://unused", logging.getLogger()),
-        {"firehose": f"{__name__}:EchoHandler", "nothere": "include.local_aws.no_such_module:Handler"},
+        {"firehose": f"{__name__}:EchoHandler", "nothere": "localdev.aws.no_such_module:Handler"},
     )
     server.set_handlers(handlers)
     server.ready = True
@@ -206,7 +206,7 @@ def test_registry_rules(tmp_path):
     def context(name):
         return CompanionContext(tmp_path / name, "http://unused", "http://unused", logging.getLogger())
 
-    assert load_handlers(context, {"nothere": "include.local_aws.no_such_module:Handler"}) == {}
+    assert load_handlers(context, {"nothere": "localdev.aws.no_such_module:Handler"}) == {}
     with pytest.raises(RuntimeError, match="declares signing_name='kinesisanalytics'"):
         load_handlers(context, {"firehose": f"{__name__}:MisnamedHandler"})
     with pytest.raises(RuntimeError, match="not a ServiceHandler"):

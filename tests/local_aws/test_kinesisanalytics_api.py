@@ -27,8 +27,8 @@ from airflow.providers.amazon.aws.sensors.kinesis_analytics import (
 )
 from botocore.exceptions import ClientError, WaiterError
 
-from include.local_aws.endpoint import LocalEndpoint
-from include.local_aws.kda.runner import RUNNER_ENV
+from localdev.aws.endpoint import LocalEndpoint
+from localdev.aws.flink.jobs import RUNNER_ENV
 from tests.local_aws.support import companion_get, free_port_pair, list_keys, make_client, wait_for
 
 pytestmark = pytest.mark.integration
@@ -762,7 +762,7 @@ def processes_under(directory: Path) -> list[int]:
                 state = (proc / "stat").read_text().split()[2]
             except OSError:
                 continue
-            if marker in cmd and state != "Z" and "include.local_aws" not in cmd:
+            if marker in cmd and state != "Z" and "localdev.aws" not in cmd:
                 pids.append(int(proc.name))
     return pids
 

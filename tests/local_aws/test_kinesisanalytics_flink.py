@@ -2,7 +2,7 @@
 
 One application, three JVM starts: start, stop with a snapshot while sessions are still open, more events, start
 from the snapshot, stop. The sessions in S3 must be exactly the sessions the reference sessionizer
-(:mod:`include.sessions.reference`) computes from the same events — none lost and none twice — and the open
+(:mod:`localdev.reference`) computes from the same events — none lost and none twice — and the open
 sessions must continue across the snapshot. A malformed record goes to the rejected sink and kills nothing.
 
 Then: ``flink.config.0`` reaches the running job (or fails the start, naming the key), a stop whose savepoint
@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from include.local_aws.endpoint import LocalEndpoint
-from include.sessions import flink_runner as fr
 from include.sessions.contract import SessionContract
-from include.sessions.reference import check_records, sessionize
+from localdev import flink_runner as fr
+from localdev.aws.endpoint import LocalEndpoint
+from localdev.reference import check_records, sessionize
 from tests.local_aws.support import (
     alive,
     companion_get,

@@ -1,7 +1,7 @@
 """A tiny stand-in for the Flink job, for the kinesisanalyticsv2 API tests that need no JVM (no tests here).
 
-:class:`FakeJobRunner` implements :class:`include.local_aws.kda.runner.JobRunner`; the companion loads it when
-``LOCAL_AWS_KDA_RUNNER=tests.local_aws.test_kinesisanalytics_support:FakeJobRunner``. Its job process behaves
+:class:`FakeJobRunner` implements :class:`localdev.aws.flink.jobs.JobRunner`; the companion loads it when
+``LOCAL_AWS_FLINK_JOBS=tests.local_aws.test_kinesisanalytics_support:FakeJobRunner``. Its job process behaves
 like the sessions job where the emulation cares:
 
 * it lists the spool directory every 0.2 s and, like Flink's split assigner, reads the files found in one
@@ -27,8 +27,8 @@ import time
 import uuid
 from pathlib import Path
 
-from include.local_aws.endpoint import PROJECT_ROOT, _cmdline
-from include.local_aws.kda.runner import (
+from localdev.aws.endpoint import PROJECT_ROOT, _cmdline
+from localdev.aws.flink.jobs import (
     FAILED,
     FINISHED,
     GONE,

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from include.local_aws.base import AwsError
-from include.local_aws.firehose.delivery import SourceRecord
-from include.local_aws.kda import store
-from include.local_aws.kda.bridge import Bridge, arrival_key, parse_start, to_line
-from include.local_aws.kda.runner import (
+from localdev import flink_runner
+from localdev.aws.base import AwsError
+from localdev.aws.firehose.delivery import SourceRecord
+from localdev.aws.flink import store
+from localdev.aws.flink.bridge import Bridge, arrival_key, parse_start, to_line
+from localdev.aws.flink.jobs import (
     GROUP_FLINK,
     JobRequest,
     RunnerError,
@@ -26,7 +27,7 @@ from include.local_aws.kda.runner import (
     duration_ms,
     kill_orphaned_jobs,
 )
-from include.local_aws.kda.spool import (
+from localdev.aws.flink.spool import (
     UNREAD_ATIME,
     Spool,
     SpoolError,
@@ -34,8 +35,7 @@ from include.local_aws.kda.spool import (
     from_ranges,
     to_ranges,
 )
-from include.local_aws.kda.uploader import Uploader, committed_files, parse_s3_url
-from include.sessions import flink_runner
+from localdev.aws.flink.uploader import Uploader, committed_files, parse_s3_url
 from tests.local_aws.support import alive, wait_for
 
 LOG = logging.getLogger("test.kda")
@@ -487,7 +487,7 @@ def test_orphaned_jobs_are_killed_only_when_their_job_dir_vouches_for_them(tmp_p
         (job_dir / "status.json").write_text(json.dumps({"state": "RUNNING", "jvm_pid": jvm_pid}))
 
     strangers = [_sleeper(), _sleeper("-Dclickstream.flink.job=other")]
-    runner = _sleeper("include.sessions.flink_runner", "--job-dir", str(job_dir))
+    runner = _sleeper("localdev.flink_runner", "--job-dir", str(job_dir))
     jvm = _sleeper("-Dclickstream.flink.job=m-123")
     try:
         record(strangers[0].pid, strangers[1].pid)  # recycled PIDs: other processes now

@@ -8,7 +8,7 @@ import time
 import pytest
 from moto.kinesis import models
 
-from include.local_aws.moto_server import patch_kinesis
+from localdev.aws.moto_server import patch_kinesis
 
 PATCHED = [
     (models.Shard, "put_record"),

@@ -10,10 +10,10 @@ import botocore.session
 import pytest
 
 from include.config import PARTITION_QUERY, Settings
-from include.local_aws.base import AwsError, validate_and_decode, validation_error
-from include.local_aws.firehose.delivery import PartitionFailure, extract_partition_keys
-from include.local_aws.firehose.prefixes import PrefixError, PrefixTemplate, java_date_formatter
-from include.local_aws.firehose.streams import build_plan, normalise_destination
+from localdev.aws.base import AwsError, validate_and_decode, validation_error
+from localdev.aws.firehose.delivery import PartitionFailure, extract_partition_keys
+from localdev.aws.firehose.prefixes import PrefixError, PrefixTemplate, java_date_formatter
+from localdev.aws.firehose.streams import build_plan, normalise_destination
 
 WHEN = datetime(2026, 3, 7, 4, 5, 9, 123456, tzinfo=UTC)
 

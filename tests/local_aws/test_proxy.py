@@ -132,7 +132,7 @@ def test_kinesis_round_trip(client):
 
 @pytest.mark.parametrize("via", ["gateway", "moto"])
 def test_concurrent_kinesis_puts_lose_nothing(endpoint, client, via):
-    """Plain moto numbers records without a lock and loses some; include.local_aws.moto_server fixes that."""
+    """Plain moto numbers records without a lock and loses some; localdev.aws.moto_server fixes that."""
     url = endpoint.url if via == "gateway" else endpoint.moto_url
     stream = f"proxy-concurrent-{via}"
     kinesis = make_client(url, "kinesis")

@@ -54,7 +54,7 @@ class Golden:
 
 
 def _ts_of(text: str) -> float:
-    from include.sessions.reference import extract_fields, timestamp_ms
+    from localdev.reference import extract_fields, timestamp_ms
 
     fields = extract_fields(text)
     ms = timestamp_ms(fields["client_timestamp"]) if fields and fields.get("client_timestamp") else None

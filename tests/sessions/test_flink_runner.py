@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from include.sessions import flink_runner as fr
 from include.sessions.contract import SessionContract
+from localdev import flink_runner as fr
 from tests.sessions.golden import T, event
 
 CONTRACT = SessionContract()

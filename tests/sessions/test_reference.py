@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from include.sessions.contract import SessionContract
-from include.sessions.reference import check_records, closed_sessions
+from localdev.reference import check_records, closed_sessions
 from tests.sessions.golden import T, event, line
 
 CONTRACT = SessionContract()

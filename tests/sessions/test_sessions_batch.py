@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from include.sessions import batch, reference
+from include.sessions import batch
 from include.sessions.contract import SessionContract, session_id
+from localdev import reference
 from tests.sessions import golden
 
 CONTRACT = SessionContract()

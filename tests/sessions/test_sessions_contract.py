@@ -9,12 +9,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from include import cli
+from include.flink_app import flink_job, package
 from include.flink_app import main as app_main
-from include.flink_app import package
-from include.sessions import flink_job, templates
+from include.sessions import templates
 from include.sessions.contract import ContractError, SessionContract, iso_ms
-from include.sessions.inputs import InputError, check_time_order, read_events_file
+from localdev import cli
+from localdev.event_files import InputError, check_time_order, read_events_file
 from tests.sessions.golden import T, event
 
 CONTRACT = SessionContract()
@@ -171,7 +171,7 @@ def test_package_builds_a_self_contained_deterministic_zip(tmp_path):
     names = zipfile.ZipFile(tmp_path / "a.zip").namelist()
     for needed in (
         "main.py",
-        "include/sessions/flink_job.py",
+        "include/flink_app/flink_job.py",
         "include/sql/flink/views.sql",
         "vendor/jinja2/__init__.py",
         "vendor/markupsafe/__init__.py",
@@ -196,7 +196,7 @@ def test_packaged_main_imports_from_the_zip(tmp_path):
     zipfile.ZipFile(tmp_path / "app.zip").extractall(root)
     code = (
         "import runpy, sys; m = runpy.run_path('main.py', run_name='not_main'); "
-        "import jinja2, include.sessions.flink_job as j; print(jinja2.__file__); print(j.__file__)"
+        "import jinja2, include.flink_app.flink_job as j; print(jinja2.__file__); print(j.__file__)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True

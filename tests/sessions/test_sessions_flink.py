@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from include import cli
-from include.sessions import batch, flink_runner, reference
+from include.sessions import batch
 from include.sessions.contract import SESSION_FIELDS, SessionContract
+from localdev import cli, flink_runner, reference
 from tests.sessions import golden
 
 CONTRACT = SessionContract()

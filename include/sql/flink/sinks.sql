@@ -1,5 +1,5 @@
 {#- The four sinks. Needs one WITH-options mapping per sink: sessions_sink, metrics_sink, late_sink, rejected_sink
-    (filesystem on s3:// paths on AWS, on a local directory locally; see include/sessions/flink_job.py). -#}
+    (filesystem on s3:// paths on AWS, on a local directory locally; see include/flink_app/flink_job.py). -#}
 CREATE TABLE sessions_sink (
     session_id STRING,
     user_id INT,

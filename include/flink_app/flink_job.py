@@ -1,7 +1,7 @@
 """Build and submit the sessions job from Managed Flink style property groups: the one code path of AWS and local.
 
 The Managed Service for Apache Flink entry point (``include/flink_app/main.py``) and the local runner
-(:mod:`include.sessions.flink_runner`) both call :func:`job_from_properties` and :func:`submit`; only the
+(:mod:`localdev.flink_runner`) both call :func:`job_from_properties` and :func:`submit`; only the
 connector options in the property groups differ (``kinesis`` + ``s3://`` sinks on AWS, ``filesystem`` on a local
 spool directory + local sinks). PyFlink is imported lazily so the SQL can be built and inspected without a JVM.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from include.events_schema import EVENT_FIELDS
 from include.sessions.contract import LATE_MARGIN_MS, SessionContract
-from include.sessions.reference import fields_of, reject_reason, timestamp_ms
+from localdev.reference import fields_of, reject_reason, timestamp_ms
 
 _STRING_FIELDS = ("event_id", "device_id", "client_event", "client_timestamp", "countrycode")
 

@@ -1,6 +1,6 @@
 """Measure the local endpoint: Kinesis PutRecords via the gateway vs straight to moto; Firehose delivery.
 
-``python -m include.local_aws.bench [--records 50000]`` starts a throwaway endpoint on free ports (its own
+``python -m bench.local_endpoint_bench [--records 50000]`` starts a throwaway endpoint on free ports (its own
 temporary state directory), prints one JSON document with the numbers, and stops it again.
 """
 
@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 
 from include.config import PARTITION_QUERY, Settings
-from include.local_aws.endpoint import LocalEndpoint, port_is_free
+from localdev.aws.endpoint import LocalEndpoint, port_is_free
 
 ROLE = "arn:aws:iam::123456789012:role/bench"
 

@@ -12,7 +12,7 @@ job's first read() sets it to now (relatime updates atime when it is older than 
 a published file. Where atime does not move (a ``noatime`` mount; probed at start), publication falls back to
 spacing files by twice the monitor interval, which keeps each directory listing to one new file.
 
-The sessions runner (:mod:`include.sessions.flink_runner`) has its own way in: an ``inbox`` that its feeder
+The sessions runner (:mod:`localdev.flink_runner`) has its own way in: an ``inbox`` that its feeder
 concatenates into the source directory (``flink/``) on a timer of two monitor intervals. The companion
 publishes into ``flink/`` itself instead and leaves the inbox empty, because a timer alone lets files pile up
 (while the JVM starts, or when the job reads slower than the feed) and then be listed together.
@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from include.local_aws.firehose.streams import atomic_write_json
+from localdev.aws.firehose.streams import atomic_write_json
 
 #: atime given to a freshly published file; any read moves it to the present.
 UNREAD_ATIME = 1.0

@@ -1,4 +1,4 @@
-"""The ``clickstream`` command line (``include.cli:main``); subcommands are added with ``add_parser``.
+"""The ``clickstream`` command line (``localdev.cli:main``); subcommands are added with ``add_parser``.
 
 ``clickstream sessionize --engine flink|duckdb --input events.jsonl --output sessions.jsonl`` runs the same
 session definition as the streaming job (Flink SQL via the local runner, bounded) or the batch safety net
@@ -49,7 +49,7 @@ def sessionize(
     timeout_s: float = 1800,
 ) -> list[dict[str, Any]]:
     """Sessions of a checked events file with the chosen engine, sorted by user_id, device_id, session_start."""
-    from include.sessions.inputs import check_time_order, read_events_file
+    from localdev.event_files import check_time_order, read_events_file
 
     events = read_events_file(input_path, contract)
     if engine == "duckdb":
@@ -62,7 +62,7 @@ def sessionize(
         finally:
             con.close()
     if engine == "flink":
-        from include.sessions import flink_runner
+        from localdev import flink_runner
 
         check_time_order(events, contract)
         run = flink_runner.run_bounded(events.path, contract, work_dir=work_dir, timeout_s=timeout_s)
@@ -115,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from include.sessions.contract import ContractError
-    from include.sessions.flink_runner import FlinkJobError
-    from include.sessions.inputs import InputError
+    from localdev.event_files import InputError
+    from localdev.flink_runner import FlinkJobError
 
     try:
         return args.func(args)

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.local_aws.base import AwsError
-from include.local_aws.firehose.streams import atomic_write_json
+from localdev.aws.base import AwsError
+from localdev.aws.firehose.streams import atomic_write_json
 
 #: Flink runtimes the local companion runs (any Flink version runs on the installed PyFlink; see the handler).
 FLINK_RUNTIMES_PREFIX = "FLINK-"

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from include import local_airflow
+from localdev import airflow_env as local_airflow
 
 DEMO_BUFFER_SECONDS = "5"
 #: Commit the Flink sinks every few seconds (AWS default: 60 s) so the sessions show up while you watch.
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     local_airflow.migrate_db(env)
 
     from include.config import settings
-    from include.local_aws import LocalEndpoint
+    from localdev.aws import LocalEndpoint
 
     endpoint = LocalEndpoint(port=args.port, state_dir=local_airflow.REPO / ".local" / "aws").start()
     print(f"[demo] local AWS endpoint: {endpoint.url} (moto on {endpoint.moto_url}; `make down` stops both)")
@@ -219,7 +219,7 @@ def _sink_rows(s3, bucket: str, name: str) -> list[dict]:
 def _show_sessions(s3, bucket: str, records: list[str], timeout_s: float = 180) -> bool:
     """Wait for the closed sessions of ``records`` in the streaming sink and print a few; True when all came."""
     from include.sessions.contract import SessionContract
-    from include.sessions.reference import check_records, closed_sessions
+    from localdev.reference import check_records, closed_sessions
 
     contract = SessionContract()
     checked = check_records(records, contract, now_ms=int(time.time() * 1000))

@@ -12,11 +12,11 @@ RUNNING application goes through UPDATING: stop with a snapshot, start the new v
 Failures are visible, never a hang. A start that cannot run the job (missing code object, stream or bucket,
 invalid properties) or a job that crashes puts the application back to READY — the provider's start waiter and
 sensor treat READY as a failure — with the reason in ``ApplicationDescription`` (see
-:func:`.kda.store.describe`), in the failed operation of ``ListApplicationOperations`` /
+:func:`.store.describe`), in the failed operation of ``ListApplicationOperations`` /
 ``DescribeApplicationOperation`` (for a start) and in the companion log.
 
-How a run works locally (the job, the Kinesis bridge, the output upload) is in :mod:`.kda.runtime`; the spool's
-ordering and snapshot consistency in :mod:`.kda.spool` and :mod:`.kda.bridge`.
+How a run works locally (the job, the Kinesis bridge, the output upload) is in :mod:`.runtime`; the spool's
+ordering and snapshot consistency in :mod:`.spool` and :mod:`.bridge`.
 
 Companion restarts. On SIGTERM (``restart-companion``, ``down``) the companion stops each running job with an
 internal savepoint, or kills a job that has not checkpointed yet (it committed nothing), and the next companion
@@ -24,7 +24,7 @@ resumes it from there, or starts that run over; the application stays RUNNING th
 or repeated. After a kill -9 the job process outlives the companion; the next companion re-adopts it by its
 handle (``apps/<app>/job.json``) when it is still alive, and otherwise marks the application failed (READY).
 ``down`` (and an ``up`` that starts over) kills the job processes a killed companion left behind, found by the
-PIDs their job directories record and checked by command line (:func:`.kda.runner.kill_orphaned_jobs`).
+PIDs their job directories record and checked by command line (:func:`localdev.aws.flink.jobs.kill_orphaned_jobs`).
 
 Debug routes (not AWS): ``GET /_companion/kinesisanalytics/<name>`` (bridge, uploader, job handle) and
 ``POST /_companion/kinesisanalytics/<name>/upload`` (upload committed output now).
@@ -39,10 +39,10 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from include.local_aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
-from include.local_aws.kda.runner import JobRunner, RunnerError, load_runner
-from include.local_aws.kda.runtime import AppRuntime
-from include.local_aws.kda.store import (
+from localdev.aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
+from localdev.aws.flink.jobs import JobRunner, RunnerError, load_runner
+from localdev.aws.flink.runtime import AppRuntime
+from localdev.aws.flink.store import (
     DEFAULT_RESTORE,
     FLINK_RUNTIMES_PREFIX,
     MAX_TAGS,

@@ -33,8 +33,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include.local_aws.firehose.delivery import KinesisSource, SourceRecord, _Shard
-from include.local_aws.kda.spool import Spool
+from localdev.aws.firehose.delivery import KinesisSource, SourceRecord, _Shard
+from localdev.aws.flink.spool import Spool
 
 #: Stop reading Kinesis while this many records wait for the job to pick up the previous file.
 MAX_BUFFERED_RECORDS = 200_000

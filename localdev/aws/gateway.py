@@ -1,7 +1,7 @@
 """The companion: the public endpoint that serves Firehose (and other registered services), proxies the rest.
 
-Run as ``python -m include.local_aws.gateway --port 4566 --moto-port 4567 --state-dir .local/aws`` (the
-launcher in :mod:`include.local_aws.endpoint` does this). A request goes to a registered handler when its
+Run as ``python -m localdev.aws.gateway --port 4566 --moto-port 4567 --state-dir .local/aws`` (the
+launcher in :mod:`localdev.aws.endpoint` does this). A request goes to a registered handler when its
 ``X-Amz-Target`` prefix belongs to one (or, lacking a target, when its SigV4 credential scope names the
 handler's service); everything else is forwarded to moto byte for byte, streaming both ways, so S3 uploads of
 any size, chunked and aws-chunked bodies and moto's own routing all behave as if the client talked to moto.
@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from include.local_aws.base import DEFAULT_REGION, AwsError, CompanionContext, ServiceHandler, to_json
+from localdev.aws.base import DEFAULT_REGION, AwsError, CompanionContext, ServiceHandler, to_json
 
 #: Registration point: SigV4 signing name → "module:Class" of a :class:`ServiceHandler`. A module that does
 #: not exist yet is skipped (its service then falls through to moto); one that fails to import stops the
 #: companion, so a broken handler is never silently replaced by moto.
 SERVICE_HANDLERS: dict[str, str] = {
-    "firehose": "include.local_aws.firehose:FirehoseHandler",
-    "kinesisanalytics": "include.local_aws.kinesisanalytics:KinesisAnalyticsHandler",
+    "firehose": "localdev.aws.firehose:FirehoseHandler",
+    "kinesisanalytics": "localdev.aws.flink.api:KinesisAnalyticsHandler",
 }
 
 #: Headers that describe one hop, not the message: never forwarded in either direction.

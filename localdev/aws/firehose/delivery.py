@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include.local_aws.firehose.streams import DestinationPlan, atomic_write_json, build_plan, parse_arn
+from localdev.aws.firehose.streams import DestinationPlan, atomic_write_json, build_plan, parse_arn
 
 #: Firehose's error-output-type and error code for records dynamic partitioning could not place.
 PARTITIONING_FAILED = "partitioning-failed"

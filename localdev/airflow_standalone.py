@@ -1,5 +1,5 @@
 """``make airflow``: Airflow (API server + UI, scheduler, DAG processor, triggerer) on http://127.0.0.1:8080,
-configured by :mod:`include.local_airflow` against the local AWS endpoint.
+configured by :mod:`localdev.airflow_env` against the local AWS endpoint.
 
 Not ``airflow standalone``: its scheduler and triggerer start a log server bound to every interface, which this
 project does not allow; here each component runs with ``--skip-serve-logs`` (the LocalExecutor's task logs are
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from include import local_airflow
+from localdev import airflow_env as local_airflow
 
 COMPONENTS = (
     ("api-server", ["api-server", "--host", "127.0.0.1", "--port", "8080"]),

@@ -126,8 +126,8 @@ class LocalEndpoint:
         self.moto = _Proc(
             "moto",
             self.moto_port,
-            [sys.executable, "-m", "include.local_aws.moto_server", "-H", HOST, "-p", str(self.moto_port)],
-            "include.local_aws.moto_server",
+            [sys.executable, "-m", "localdev.aws.moto_server", "-H", HOST, "-p", str(self.moto_port)],
+            "localdev.aws.moto_server",
             self.state_dir / "moto.pid",
             self.state_dir / "moto.log",
         )
@@ -137,7 +137,7 @@ class LocalEndpoint:
             [
                 sys.executable,
                 "-m",
-                "include.local_aws.gateway",
+                "localdev.aws.gateway",
                 "--host",
                 HOST,
                 "--port",
@@ -147,7 +147,7 @@ class LocalEndpoint:
                 "--state-dir",
                 str(self.state_dir),
             ],
-            "include.local_aws.gateway",
+            "localdev.aws.gateway",
             self.state_dir / "companion.pid",
             self.state_dir / "companion.out",
         )
@@ -246,9 +246,9 @@ class LocalEndpoint:
         """Kill the Flink job processes recorded under this state directory that still run; their PIDs.
 
         Call only with the companion gone: a running companion owns its jobs. Each PID is checked against the
-        job directory that recorded it before it is signalled (see :func:`.kda.runner.kill_orphaned_jobs`).
+        job directory that recorded it before it is signalled (see :func:`localdev.aws.flink.jobs.kill_orphaned_jobs`).
         """
-        from include.local_aws.kda.runner import kill_orphaned_jobs
+        from localdev.aws.flink.jobs import kill_orphaned_jobs
 
         return kill_orphaned_jobs(self.state_dir)
 

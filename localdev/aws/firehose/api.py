@@ -12,9 +12,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from include.local_aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
-from include.local_aws.firehose.delivery import DeliveryWorker, Spool
-from include.local_aws.firehose.streams import (
+from localdev.aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
+from localdev.aws.firehose.delivery import DeliveryWorker, Spool
+from localdev.aws.firehose.streams import (
     UNSUPPORTED_DESTINATIONS,
     StreamStore,
     build_plan,

@@ -1,6 +1,6 @@
 """Delivery stream definitions: AWS's semantic checks, the describe shape, and crash-safe persistence.
 
-botocore's model has already checked types, ranges, patterns and enums (see :mod:`include.local_aws.base`);
+botocore's model has already checked types, ranges, patterns and enums (see :mod:`localdev.aws.base`);
 here live the rules the model cannot express (dynamic partitioning needs a partition key in the prefix, an
 error prefix and a jq MetadataExtraction processor, ...) and the local limits (compression formats,
 processors and destinations the companion does not implement are refused at creation, never ignored).
@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jq
 
-from include.local_aws.base import AwsError
-from include.local_aws.firehose.prefixes import PrefixError, PrefixTemplate
+from localdev.aws.base import AwsError
+from localdev.aws.firehose.prefixes import PrefixError, PrefixTemplate
 
 SUPPORTED_COMPRESSION = ("UNCOMPRESSED", "GZIP")
 COMPRESSION_EXTENSION = {"UNCOMPRESSED": "", "GZIP": ".gz"}

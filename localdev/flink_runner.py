@@ -2,7 +2,7 @@
 
 Used by the CLI (bounded: one time-ordered file, read to the end) and by the local endpoint's
 kinesisanalyticsv2 emulation (continuous: a spool directory). The job is built by the same code as on Managed
-Flink (:func:`include.sessions.flink_job.job_from_properties`), with ``filesystem`` connectors instead of
+Flink (:func:`include.flink_app.flink_job.job_from_properties`), with ``filesystem`` connectors instead of
 ``kinesis`` and ``s3://``. Measured traps this module is shaped by:
 
 * parallelism 1: with several readers the watermark (and so lateness) depends on thread timing;
@@ -46,10 +46,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from include.sessions import flink_job
+from include.flink_app import flink_job
 from include.sessions.contract import SessionContract
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 STARTING, RUNNING, FINISHED, FAILED, CANCELED, STOPPED = (
     "STARTING",
@@ -454,7 +454,7 @@ def _launch(
     env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} -D{JVM_MARKER_PROPERTY}={marker}".strip()
     with open(job_path / "runner.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "include.sessions.flink_runner", "--job-dir", str(job_path)],
+            [sys.executable, "-m", "localdev.flink_runner", "--job-dir", str(job_path)],
             cwd=str(PROJECT_ROOT),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -990,7 +990,7 @@ def job_processes(job_dir: str | os.PathLike) -> dict[str, int]:
         return {}
     found: dict[str, int] = {}
     runner = _proc_cmdline(handle.pid)
-    if runner and "include.sessions.flink_runner" in runner and str(handle.job_dir) in runner:
+    if runner and "localdev.flink_runner" in runner and str(handle.job_dir) in runner:
         found["runner"] = handle.pid
     jvm_pid = (_read_json(handle.job_dir / "status.json") or {}).get("jvm_pid")
     if jvm_pid and handle.jvm_marker:

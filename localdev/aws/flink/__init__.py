@@ -1,8 +1,8 @@
 """Managed Service for Apache Flink (kinesisanalyticsv2) for the local endpoint.
 
-The API lives in :mod:`include.local_aws.kinesisanalytics` (:class:`KinesisAnalyticsHandler`); this package holds
+The API lives in :mod:`.api` (:class:`KinesisAnalyticsHandler`); this package holds
 its parts: application records and their describe shape (:mod:`.store`), the spool of Kinesis records the local
 Flink job reads (:mod:`.spool`, :mod:`.bridge`), the upload of the job's committed output files to S3
-(:mod:`.uploader`), the adapter to the sessions job runner (:mod:`.runner`) and one run of an application
+(:mod:`.uploader`), the adapter to the sessions job runner (:mod:`.jobs`) and one run of an application
 (:mod:`.runtime`).
 """

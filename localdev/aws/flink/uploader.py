@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include.local_aws.firehose.streams import atomic_write_json
+from localdev.aws.firehose.streams import atomic_write_json
 
 SCAN_INTERVAL_S = 1.0
 

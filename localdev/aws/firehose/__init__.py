@@ -1,5 +1,5 @@
 """Amazon Data Firehose for the local endpoint: the API in :mod:`.api`, S3 delivery in :mod:`.delivery`."""
 
-from include.local_aws.firehose.api import FirehoseHandler
+from localdev.aws.firehose.api import FirehoseHandler
 
 __all__ = ["FirehoseHandler"]

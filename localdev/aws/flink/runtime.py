@@ -4,7 +4,7 @@ An :class:`AppRuntime` lives from StartApplication to the end of the stop (or fa
 background threads and reports back through :class:`RuntimeEvents`, which the handler turns into status
 changes, snapshots and operation results. The local differences from AWS:
 
-* the job is the repository's own sessions job (:mod:`include.sessions.flink_job`) run by the local runner;
+* the job is the repository's own sessions job (:mod:`include.flink_app.flink_job`) run by the local runner;
   the application's code zip is only checked to exist in S3 (a missing one fails the start as on AWS);
 * ``consumer.config.0`` (Kinesis) is served by the :mod:`.bridge` into a spool directory that the job reads
   with the filesystem connector; ``sink.config.0``'s ``s3://`` path becomes a local directory that the
@@ -25,12 +25,12 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include.local_aws.firehose.streams import atomic_write_json, parse_arn
-from include.local_aws.kda.bridge import Bridge, parse_start
-from include.local_aws.kda.runner import RUNNING, TERMINAL, JobRequest, JobRunner, RunnerError
-from include.local_aws.kda.spool import Spool, SpoolError
-from include.local_aws.kda.store import bucket_of
-from include.local_aws.kda.uploader import Uploader, parse_s3_url
+from localdev.aws.firehose.streams import atomic_write_json, parse_arn
+from localdev.aws.flink.bridge import Bridge, parse_start
+from localdev.aws.flink.jobs import RUNNING, TERMINAL, JobRequest, JobRunner, RunnerError
+from localdev.aws.flink.spool import Spool, SpoolError
+from localdev.aws.flink.store import bucket_of
+from localdev.aws.flink.uploader import Uploader, parse_s3_url
 
 GROUP_CONSUMER = "consumer.config.0"
 GROUP_SINK = "sink.config.0"
@@ -202,7 +202,7 @@ class AppRuntime:
         }
         local[GROUP_SINK] = {**sink, "output.path": str(self.output_dir)}
         try:
-            from include.sessions.flink_job import JobConfigError, job_from_properties
+            from include.flink_app.flink_job import JobConfigError, job_from_properties
         except ImportError as exc:
             raise LaunchError(f"the sessions job cannot be built: {exc}") from None
         try:

@@ -2,9 +2,9 @@
 
 The emulation only needs to start a job from property groups (optionally from a savepoint), read its status,
 stop it with or without a savepoint, and find it again after a companion restart. :class:`SessionsJobRunner`
-does that with :mod:`include.sessions.flink_runner` (PyFlink in a separate process, one JVM per job; control
+does that with :mod:`localdev.flink_runner` (PyFlink in a separate process, one JVM per job; control
 and status through files in the job directory, so a handle survives a companion restart).
-``LOCAL_AWS_KDA_RUNNER=module:Class`` swaps in another implementation (the API tests use a tiny fake job, so
+``LOCAL_AWS_FLINK_JOBS=module:Class`` swaps in another implementation (the API tests use a tiny fake job, so
 that they need no JVM).
 """
 
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-RUNNER_ENV = "LOCAL_AWS_KDA_RUNNER"
+RUNNER_ENV = "LOCAL_AWS_FLINK_JOBS"
 
 #: Job states reported by a runner.
 STARTING, RUNNING, FAILED, FINISHED, CANCELED, GONE = (
@@ -99,7 +99,7 @@ class JobRunner(Protocol):
 
 
 def load_runner() -> JobRunner:
-    """The runner named by ``LOCAL_AWS_KDA_RUNNER``, else :class:`SessionsJobRunner`."""
+    """The runner named by ``LOCAL_AWS_FLINK_JOBS``, else :class:`SessionsJobRunner`."""
     target = os.environ.get(RUNNER_ENV, "").strip()
     if not target:
         return SessionsJobRunner()
@@ -143,7 +143,7 @@ def duration_ms(value: str, where: str) -> int:
 
 
 class SessionsJobRunner:
-    """:class:`JobRunner` on :mod:`include.sessions.flink_runner` (imported on first use).
+    """:class:`JobRunner` on :mod:`localdev.flink_runner` (imported on first use).
 
     The runner builds the job from a :class:`~include.sessions.contract.SessionContract`, the sink's rollover
     interval and the checkpoint interval, so the application's groups map onto ``start_job``'s arguments:
@@ -152,7 +152,7 @@ class SessionsJobRunner:
     ``flink.config.0`` → ``flink_config`` (applied to the job's configuration, as the AWS entry point does).
     Keys of ``flink.config.0`` that a local run cannot honour or that would break its guarantees (parallelism
     above 1, checkpoint/savepoint/restore locations, restart strategy, addresses and ports, ...; see
-    :func:`include.sessions.flink_runner.check_flink_config`) fail the start with an error naming the key and
+    :func:`localdev.flink_runner.check_flink_config`) fail the start with an error naming the key and
     its value; the keys the session contract owns are refused earlier, when the job is planned. AllowNonRestoredState
     is not passed: the local job always restores strictly.
     """
@@ -163,11 +163,11 @@ class SessionsJobRunner:
     @staticmethod
     def _module() -> Any:
         try:
-            return importlib.import_module("include.sessions.flink_runner")
+            return importlib.import_module("localdev.flink_runner")
         except ModuleNotFoundError as exc:
-            if exc.name == "include.sessions.flink_runner":
+            if exc.name == "localdev.flink_runner":
                 raise RunnerError(
-                    "the local Flink job runner include.sessions.flink_runner is not available, so the "
+                    "the local Flink job runner localdev.flink_runner is not available, so the "
                     "application cannot run locally"
                 ) from None
             raise
@@ -303,10 +303,10 @@ def kill_orphaned_jobs(state_dir: Path) -> list[int]:
     A companion killed with kill -9 leaves its jobs running (each in its own session, so that a restarted
     companion can re-adopt them). Once the endpoint is going away, nothing will: each job directory's recorded
     runner and JVM are killed, only after their command lines prove they still are that job's
-    (:func:`include.sessions.flink_runner.kill_job`).
+    (:func:`localdev.flink_runner.kill_job`).
     """
     try:
-        fr = importlib.import_module("include.sessions.flink_runner")
+        fr = importlib.import_module("localdev.flink_runner")
     except ModuleNotFoundError:
         return []
     killed: list[int] = []

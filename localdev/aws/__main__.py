@@ -1,4 +1,4 @@
-"""``python -m include.local_aws up|down|status|restart-companion`` (what ``make up`` / ``make down`` run)."""
+"""``python -m localdev.aws up|down|status|restart-companion`` (what ``make up`` / ``make down`` run)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from include.local_aws.endpoint import DEFAULT_PORT, DEFAULT_STATE_DIR, EndpointError, LocalEndpoint
+from localdev.aws.endpoint import DEFAULT_PORT, DEFAULT_STATE_DIR, EndpointError, LocalEndpoint
 
 
 def _endpoint(args: argparse.Namespace, *, for_start: bool) -> LocalEndpoint:
@@ -19,7 +19,7 @@ def _endpoint(args: argparse.Namespace, *, for_start: bool) -> LocalEndpoint:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.local_aws", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localdev.aws", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "status", "restart-companion"))
     parser.add_argument("--port", type=int, default=None, help=f"public port (default {DEFAULT_PORT})")
     parser.add_argument("--moto-port", type=int, default=None, help="moto's internal port (default port + 1)")
