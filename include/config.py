@@ -25,6 +25,16 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
+
+
 def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = os.environ.get(name) or default
     if raw.strip().upper() not in choices:
@@ -81,6 +91,9 @@ class Settings:
             "CLICKSTREAM_FLINK_SOURCE_INIT_POSITION", "TRIM_HORIZON", ("TRIM_HORIZON", "LATEST")
         )
     )
+    #: A local path of the Flink Kinesis SQL connector jar that setup puts into the application zip (see
+    #: include/flink_app/package.py); empty leaves it out (enough for the local endpoint, not for AWS).
+    kinesis_connector_jar: str = field(default_factory=lambda: _env("CLICKSTREAM_KINESIS_CONNECTOR_JAR", ""))
     flink_role_arn: str = field(
         default_factory=lambda: _env(
             "CLICKSTREAM_FLINK_ROLE_ARN", "arn:aws:iam::123456789012:role/clickstream-flink"
@@ -97,6 +110,24 @@ class Settings:
     streaming_prefix: str = "streaming/"
     #: Where the setup DAG uploads the Flink application zip (artifacts bucket).
     flink_code_key: str = "flink/clickstream-sessions.zip"
+    #: Batch sessions of each hour, recomputed from the compacted events (``dt=YYYY-MM-DD/hr=HH/``).
+    batch_sessions_prefix: str = "batch/sessions/"
+    #: Hourly reconciliation reports (report.json, differences.parquet), ``dt=YYYY-MM-DD/hr=HH/``.
+    reconciliation_reports_prefix: str = "reports/reconciliation/"
+
+    # Reconciliation of streamed against batch sessions (include/reconciliation).
+    #: L: the batch reads to H + 1 h + L to finish hour H's sessions; later-ending ones are ``deferred``.
+    reconcile_settle_minutes: int = field(
+        default_factory=lambda: _env_int("CLICKSTREAM_RECONCILE_SETTLE_MINUTES", 30)
+    )
+    #: An hour fails when unexplained sessions (or events) exceed this share of the batch's.
+    reconcile_max_unexplained_share: float = field(
+        default_factory=lambda: _env_float("CLICKSTREAM_RECONCILE_MAX_UNEXPLAINED_SHARE", 0.001)
+    )
+    #: How many arrival hours after H the late and rejected ledgers are read for hour H.
+    reconcile_ledger_hours: int = field(
+        default_factory=lambda: _env_int("CLICKSTREAM_RECONCILE_LEDGER_HOURS", 48)
+    )
 
     @property
     def firehose_prefix(self) -> str:

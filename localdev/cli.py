@@ -3,6 +3,11 @@
 ``clickstream sessionize --engine flink|duckdb --input events.jsonl --output sessions.jsonl`` runs the same
 session definition as the streaming job (Flink SQL via the local runner, bounded) or the batch safety net
 (DuckDB SQL) over a local JSON-lines file; both print the same sessions for the same input.
+
+``clickstream reconcile --hour 2026-11-27T10 --batch-events EVENTS.jsonl --stream-sessions SESSIONS.jsonl
+--stream-late LATE.jsonl [--stream-rejected REJECTED.jsonl] --output report.json`` reconciles one hour of the
+stream's outputs against the batch recomputation of raw events, with the DAG's implementation
+(``include.reconciliation``); exit code 0 when the hour passes (or is batch_only), 1 when it fails, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -86,6 +91,71 @@ def _cmd_sessionize(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Exit codes of ``clickstream reconcile``.
+RECONCILE_PASSED, RECONCILE_FAILED, RECONCILE_BAD_INPUT = 0, 1, 2
+
+
+def _parse_hour(text: str):
+    from datetime import UTC, datetime
+
+    for fmt in ("%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            hour = datetime.strptime(text.rstrip("Z"), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if hour.minute or hour.second:
+            break
+        return hour
+    raise CliError(f"--hour must be the start of an hour like 2026-11-27T10 (UTC), got {text!r}")
+
+
+def _parse_instant(option: str, text: str | None):
+    from datetime import UTC, datetime
+
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{option} must be an ISO-8601 time like 2026-11-27T09:30:00Z, got {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from include.config import settings
+    from include.reconciliation import ReconcileOptions, reconcile_hour
+    from include.reconciliation.offline import InputError, read_inputs
+
+    try:
+        hour = _parse_hour(args.hour)
+        config = settings()
+        options = ReconcileOptions.from_settings(
+            config,
+            settle_minutes=config.reconcile_settle_minutes
+            if args.settle_minutes is None
+            else args.settle_minutes,
+            max_unexplained_share=(
+                config.reconcile_max_unexplained_share
+                if args.max_unexplained_share is None
+                else args.max_unexplained_share
+            ),
+            stream_started_at=_parse_instant("--stream-started-at", args.stream_started_at),
+        )
+        inputs = read_inputs(args.batch_events, args.stream_sessions, args.stream_late, args.stream_rejected)
+    except (CliError, InputError, ValueError) as exc:
+        print(f"clickstream reconcile: bad input: {exc}", file=sys.stderr)
+        return RECONCILE_BAD_INPUT
+    result = reconcile_hour(hour, inputs, options)
+    result.report.write(args.output)
+    if args.sessions_output:
+        from include.reconciliation.hour_sessions import write_hour_sessions
+
+        write_hour_sessions(result.sessions, args.sessions_output)
+    print(result.report.summary(), file=sys.stderr)
+    print(f"report written to {args.output}", file=sys.stderr)
+    return RECONCILE_PASSED if result.report.passed else RECONCILE_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description="Clickstream sessions tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -108,6 +178,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=1800, help="flink: seconds before giving up"
     )
     sessionize_parser.set_defaults(func=_cmd_sessionize)
+
+    reconcile_parser = commands.add_parser(
+        "reconcile",
+        help="reconcile one hour of streamed sessions against the batch recomputation (exit 0 pass, 1 fail, 2 "
+        "bad input)",
+        description="Recompute hour H's sessions from raw events like the batch (validated and deduplicated "
+        "like compaction; invalid records are quarantined, not errors), compare them with the stream's "
+        "sessions, late and rejected ledgers, and write a report giving every difference one cause. The "
+        "stream's files are its S3 row formats and may cover more than H; a bad line is an error (exit 2).",
+    )
+    reconcile_parser.add_argument("--hour", required=True, help="the hour, UTC, e.g. 2026-11-27T10")
+    reconcile_parser.add_argument(
+        "--batch-events", required=True, help="raw event records, JSON lines, any order, duplicates included"
+    )
+    reconcile_parser.add_argument(
+        "--stream-sessions", required=True, help="the stream's session rows (JSON lines)"
+    )
+    reconcile_parser.add_argument(
+        "--stream-late", required=True, help="the stream's late-event rows (JSON lines)"
+    )
+    reconcile_parser.add_argument(
+        "--stream-rejected", default=None, help="the stream's rejected rows (JSON lines)"
+    )
+    reconcile_parser.add_argument(
+        "--settle-minutes", type=int, default=None, help="L: read to H + 1 h + L (default 30, see settings)"
+    )
+    reconcile_parser.add_argument(
+        "--max-unexplained-share",
+        type=float,
+        default=None,
+        help="fail above this share of unexplained sessions or events (default 0.001)",
+    )
+    reconcile_parser.add_argument(
+        "--stream-started-at",
+        default=None,
+        help="when the stream started: hours before it are batch_only (default: an hour without stream output)",
+    )
+    reconcile_parser.add_argument("--output", required=True, help="where to write report.json")
+    reconcile_parser.add_argument(
+        "--sessions-output", default=None, help="also write the hour's batch sessions (Parquet) here"
+    )
+    reconcile_parser.set_defaults(func=_cmd_reconcile)
     return parser
 
 

@@ -1,0 +1,95 @@
+"""Batch sessions of hour H from the compacted events, in DuckDB, rendered from the session contract.
+
+``include/sql/batch/hour_events.sql`` keeps the valid unique events of [H - gap, H + 1 h + L];
+``include/sql/batch/hour_sessions.sql`` sessionizes them with the contract's definition (the same as
+``batch/sessions.sql`` and the Flink job; tested equal) and marks each session's hour and whether it is settled.
+Both stay in the connection as tables for the reconciliation; :func:`hour_sessions_table` is the hour's sessions
+with exactly the stream's columns, what is published under ``batch/sessions/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from include.reconciliation.inputs import STREAM_SESSION_SCHEMA
+from include.reconciliation.options import HourWindow, ReconcileOptions, to_ms
+from include.sessions.contract import SESSION_FIELDS
+from include.sessions.templates import render
+
+EVENTS_TABLE = "hour_events"
+WINDOW_TABLE = "window_sessions"
+
+
+def template_values(window: HourWindow, options: ReconcileOptions, dialect: str = "duckdb") -> dict[str, Any]:
+    """The values every hour template needs (bounds in epoch ms, the processing time, the dialect)."""
+    now = options.now or datetime.now(UTC)
+    return {
+        "dialect": dialect,
+        "hour_start_ms": window.hour_start_ms,
+        "hour_end_ms": window.hour_end_ms,
+        "read_start_ms": window.read_start_ms,
+        "horizon_ms": window.horizon_ms,
+        "now_ms": to_ms(now),
+        "ctas": False,
+    }
+
+
+@dataclass(frozen=True)
+class BatchSessions:
+    """What :func:`build` left in the connection, with its counts."""
+
+    events_table: str
+    window_table: str
+    #: Unique valid events read (the whole window).
+    window_events: int
+    #: Sessions starting in H: settled and deferred.
+    settled: int
+    deferred: int
+    seconds: float
+
+
+def build(
+    con: duckdb.DuckDBPyConnection, batch_events: str, window: HourWindow, options: ReconcileOptions
+) -> BatchSessions:
+    """Create tables ``hour_events`` and ``window_sessions`` from the typed events relation ``batch_events``."""
+    started = time.perf_counter()
+    values = template_values(window, options)
+    contract = options.contract
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {EVENTS_TABLE} AS "
+        + render("batch/hour_events.sql", contract, source=batch_events, **values)
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {WINDOW_TABLE} AS "
+        + render("batch/hour_sessions.sql", contract, events=EVENTS_TABLE, source=None, window=True, **values)
+    )
+    events = con.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchall()[0][0]
+    settled, deferred = con.execute(
+        f"SELECT coalesce(count_if(settled), 0), coalesce(count_if(NOT settled), 0) FROM {WINDOW_TABLE} WHERE in_hour"
+    ).fetchall()[0]
+    return BatchSessions(EVENTS_TABLE, WINDOW_TABLE, events, settled, deferred, time.perf_counter() - started)
+
+
+def hour_sessions_table(con: duckdb.DuckDBPyConnection, window_table: str = WINDOW_TABLE) -> pa.Table:
+    """Sessions starting in H (settled and deferred), the stream's columns and types, sorted by key and start."""
+    table = con.sql(
+        f"SELECT {', '.join(SESSION_FIELDS)} FROM {window_table} WHERE in_hour "
+        "ORDER BY user_id, device_id, session_start"
+    ).to_arrow_table()
+    return table.cast(STREAM_SESSION_SCHEMA)
+
+
+def write_hour_sessions(table: pa.Table, path: str | Path) -> Path:
+    """Write the hour's sessions as one Parquet file (deterministic bytes for the same rows)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd", write_statistics=True)
+    return path

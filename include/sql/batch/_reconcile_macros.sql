@@ -1,0 +1,181 @@
+{#- Macros of the hourly batch sessions and the stream<->batch reconciliation, in two dialects:
+    dialect == 'duckdb' (one worker, include/reconciliation) or 'athena' (Trino, CTAS for hours too big for one
+    worker, include/reconciliation/athena.py). Only the spelling of a few functions differs; every CTE and
+    rule is shared, so the two renders cannot drift. Times are epoch milliseconds (BIGINT) throughout; ISO
+    strings (docs/sessions.md) are made only for output. -#}
+
+{% macro epoch_ms(ts) -%}
+{% if dialect == 'duckdb' %}epoch_ms({{ ts }}){% else %}date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00.000', {{ ts }}){% endif %}
+{%- endmacro %}
+
+{#- Epoch ms of a wire-format string (2026-11-27T10:00:00.000Z); NULL when it is not one. -#}
+{% macro parse_iso(expr) -%}
+{% if dialect == 'duckdb' -%}
+epoch_ms(try_strptime({{ expr }}, {{ DUCKDB_TS_FORMAT }}))
+{%- else -%}
+date_diff('millisecond', from_iso8601_timestamp('1970-01-01T00:00:00.000Z'), try(from_iso8601_timestamp({{ expr }})))
+{%- endif %}
+{%- endmacro %}
+
+{#- The wire format of epoch ms: ISO-8601 UTC, milliseconds, trailing Z. -#}
+{% macro iso(ms) -%}
+{% if dialect == 'duckdb' -%}
+strftime(make_timestamp(({{ ms }}) * 1000), {{ DUCKDB_TS_FORMAT }})
+{%- else -%}
+format_datetime(date_add('millisecond', {{ ms }}, TIMESTAMP '1970-01-01 00:00:00.000'), 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z''')
+{%- endif %}
+{%- endmacro %}
+
+{% macro md5_hex(expr) -%}
+{% if dialect == 'duckdb' %}md5({{ expr }}){% else %}lower(to_hex(md5(to_utf8({{ expr }})))){% endif %}
+{%- endmacro %}
+
+{% macro regexp(expr, pattern) -%}
+{% if dialect == 'duckdb' %}regexp_matches({{ expr }}, {{ pattern }}){% else %}regexp_like({{ expr }}, {{ pattern }}){% endif %}
+{%- endmacro %}
+
+{#- Concatenation of expr over a group, in the given order. -#}
+{% macro str_agg(expr, sep, order) -%}
+{% if dialect == 'duckdb' %}string_agg({{ expr }}, '{{ sep }}' ORDER BY {{ order }}){% else %}array_join(array_agg({{ expr }} ORDER BY {{ order }}), '{{ sep }}'){% endif %}
+{%- endmacro %}
+
+{#- A scalar JSON member of a record that may not be JSON at all, as text; NULL otherwise. -#}
+{% macro json_str(expr, name) -%}
+{% if dialect == 'duckdb' -%}
+CASE WHEN json_valid({{ expr }}) THEN json_extract_string({{ expr }}, '$.{{ name }}') END
+{%- else -%}
+try(json_extract_scalar({{ expr }}, '$.{{ name }}'))
+{%- endif %}
+{%- endmacro %}
+
+{#- A reject rule (include/sessions/contract.py REJECT_RULES) on a typed row of the compacted table. Typed rows
+    are JSON objects with parsed timestamps, so those two rules cannot fail; the others are the same
+    predicates as include/sql/batch/_macros.sql. -#}
+{% macro typed_check(rule) -%}
+{% set f = rule.field %}
+{% if rule.check in ('not_json_object', 'bad_timestamp') -%}
+FALSE
+{%- elif rule.check == 'null' -%}
+{{ f }} IS NULL
+{%- elif rule.check == 'bad_string' -%}
+({{ f }} = '' OR {{ regexp(f, "'[\\x00-\\x1f]'") }})
+{%- elif rule.check == 'positive_int' -%}
+NOT ({{ f }} BETWEEN 1 AND 2147483647)
+{%- elif rule.check == 'too_long' -%}
+length({{ f }}) > {{ CLIENT_EVENT_MAX_LEN }}
+{%- elif rule.check == 'future' -%}
+{{ epoch_ms(f) }} > {{ now_ms }} + {{ contract.max_future_skew_ms }}
+{%- else -%}
+{{ fail('no typed rendering for reject check ' ~ rule.check) }}
+{%- endif %}
+{%- endmacro %}
+
+{#- CTE hour_events: the valid, unique events of the read window [read_start_ms, horizon_ms] of a typed source
+    (event_id, user_id, device_id, client_event, client_timestamp TIMESTAMP, countrycode), e.g. the compacted
+    Parquet. Copies of an event_id keep the earliest (client_timestamp, client_event). -#}
+{% macro event_ctes(source) -%}
+source_events AS (
+    SELECT
+        lower(CAST(event_id AS VARCHAR)) AS event_id,
+        CAST(user_id AS INTEGER) AS user_id,
+        CAST(device_id AS VARCHAR) AS device_id,
+        CAST(client_event AS VARCHAR) AS client_event,
+        client_timestamp,
+        CAST(countrycode AS VARCHAR) AS countrycode,
+        {{ epoch_ms('client_timestamp') }} AS event_ms
+    FROM {{ source }}
+),
+checked_events AS (
+    SELECT *,
+        CASE
+{% for rule in REJECT_RULES %}
+            WHEN {{ typed_check(rule) }} THEN {{ rule.reason | sql_str }}
+{% endfor %}
+        END AS reason
+    FROM source_events
+    WHERE event_ms BETWEEN {{ read_start_ms }} AND {{ horizon_ms }}
+),
+ranked_events AS (
+    SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY event_ms, client_event, countrycode) AS copy_no
+    FROM checked_events
+    WHERE reason IS NULL
+),
+hour_events AS (
+    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
+    FROM ranked_events
+    WHERE copy_no = 1
+)
+{%- endmacro %}
+
+{#- CTEs <name>_gaps, <name>_numbered and <name>: sessions of `rel` per `part` (a column list) with the
+    contract's inclusive gap. `rel` needs event_id, event_ms and the tie columns; `aggs` adds aggregates.
+    The one definition of a session here: batch sessions, and the re-sessionizing of the late and rule checks. -#}
+{% macro sessionize(name, rel, part, aggs='', order='event_ms, event_id') -%}
+{{ name }}_gaps AS (
+    SELECT *,
+        CASE WHEN event_ms - lag(event_ms) OVER (PARTITION BY {{ part }} ORDER BY {{ order }}) <= {{ contract.gap_ms }}
+            THEN 0 ELSE 1 END AS starts_session
+    FROM {{ rel }}
+),
+{{ name }}_numbered AS (
+    SELECT *,
+        sum(starts_session) OVER (
+            PARTITION BY {{ part }} ORDER BY {{ order }} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) AS session_no
+    FROM {{ name }}_gaps
+),
+{{ name }} AS (
+    SELECT {{ part }},
+        min(event_ms) AS start_ms,
+        max(event_ms) AS last_ms,
+        -- rel holds one row per event_id (deduplicated upstream), so count(*) = count(DISTINCT event_id)
+        count(*) AS event_count{{ aggs }}
+    FROM {{ name }}_numbered
+    GROUP BY {{ part }}, session_no
+)
+{%- endmacro %}
+
+{#- CTEs ending in window_sessions: every session of `events` (hour_events' columns) with the stream's columns
+    (SESSION_FIELDS) plus start_ms, last_ms, in_hour (session_start in H) and settled
+    (last_event_at + gap <= the settle horizon). -#}
+{% macro session_ctes(events) -%}
+keyed_events AS (
+    SELECT user_id, device_id, event_id, event_ms, client_event,
+        -- (client_timestamp, client_event, event_id) as one string; the fixed-width time orders like the ISO text
+        lpad(CAST(event_ms AS VARCHAR), 15, '0') || chr(1) || client_event || chr(1) || event_id || chr(1)
+            || countrycode AS sort_key
+    FROM {{ events }}
+),
+{{ sessionize('batch_sessions', 'keyed_events', 'user_id, device_id',
+    aggs=',\n        min(sort_key) AS first_key,\n        max(sort_key) AS last_key',
+    order='event_ms, client_event, event_id') }},
+window_sessions AS (
+    SELECT
+        {{ md5_hex("CAST(user_id AS VARCHAR) || '|' || device_id || '|' || CAST(start_ms AS VARCHAR)") }} AS session_id,
+        user_id,
+        device_id,
+        {{ iso('start_ms') }} AS session_start,
+        {{ iso('last_ms') }} AS last_event_at,
+        {{ iso('last_ms + ' ~ contract.gap_ms) }} AS session_end,
+        last_ms - start_ms AS duration_ms,
+        event_count,
+        split_part(first_key, chr(1), 2) AS first_event,
+        split_part(last_key, chr(1), 2) AS last_event,
+        split_part(first_key, chr(1), 4) AS countrycode,
+        start_ms,
+        last_ms,
+        start_ms >= {{ hour_start_ms }} AND start_ms < {{ hour_end_ms }} AS in_hour,
+        last_ms + {{ contract.gap_ms }} <= {{ horizon_ms }} AS settled
+    FROM batch_sessions
+)
+{%- endmacro %}
+
+{#- CREATE TABLE ... AS for Athena: Parquet at external_location (an empty staging prefix). -#}
+{% macro athena_ctas_header() -%}
+CREATE TABLE "{{ database }}"."{{ ctas_table }}"
+WITH (
+    format = 'PARQUET',
+    write_compression = 'ZSTD',
+    external_location = '{{ external_location }}'
+) AS
+{%- endmacro %}
