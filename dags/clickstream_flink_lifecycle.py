@@ -5,7 +5,7 @@ Starts or stops the Managed Service for Apache Flink application that builds the
 provider's `KinesisAnalyticsV2StartApplicationOperator` / `KinesisAnalyticsV2StopApplicationOperator` and their
 completion sensors — the same tasks against AWS and against the local endpoint.
 
-Params:
+Params (defaults and help from `LifecycleParams` in `include/flink_lifecycle.py`):
 * `action`: `start` or `stop`.
 * `restore`: on start, `RESTORE_FROM_LATEST_SNAPSHOT` (default: resume where the last stop left off, no lost
   and no duplicated sessions), `SKIP_RESTORE_FROM_SNAPSHOT` (start fresh from the stream's retention).
@@ -27,10 +27,12 @@ from airflow.providers.amazon.aws.sensors.kinesis_analytics import (
     KinesisAnalyticsV2StartApplicationCompletedSensor,
     KinesisAnalyticsV2StopApplicationCompletedSensor,
 )
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 
 from include.config import AWS_CONN_ID, settings
+from include.dag_params import airflow_params
 from include.dag_policy import START_DATE, default_args, tags
+from include.flink_lifecycle import LifecycleParams, choose_lifecycle_branch
 
 APP = settings().flink_app
 
@@ -44,22 +46,13 @@ with DAG(
     render_template_as_native_obj=True,
     default_args=default_args(retries=1),
     tags=tags("streaming", 1),
-    params={
-        "action": Param("start", enum=["start", "stop"]),
-        "restore": Param(
-            "RESTORE_FROM_LATEST_SNAPSHOT",
-            enum=["RESTORE_FROM_LATEST_SNAPSHOT", "SKIP_RESTORE_FROM_SNAPSHOT"],
-        ),
-        "force": Param(False, type="boolean"),
-    },
+    params=airflow_params(LifecycleParams),
 ):
 
     @task.branch
     def choose(params=None) -> str | list[str]:
         """Route by action and current status, so that start on a RUNNING app is a no-op success."""
-        from include.flink_lifecycle import choose_lifecycle_branch
-
-        return choose_lifecycle_branch(APP, params["action"])
+        return choose_lifecycle_branch(APP, LifecycleParams.from_dict(params).action)
 
     @task
     def already_in_state(params=None) -> str:

@@ -8,9 +8,11 @@ the Kinesis Data Stream (in place of the seed's EventBridge + Lambda).
   `event_id`s, so rerunning an interval re-sends the same events (downstream dedup removes the copies) and
   backfilling a past range replays history: `airflow backfill create --dag-id clickstream_producer
   --from-date … --to-date …`.
-* **Params** (validated before anything is sent): `users`, `events_per_second` (at most 0.01 × `users`: a
-  simulated user clicks at most once every 100 s on average), `seed`, and the fault knobs
-  `late_fraction` / `late_delay_seconds`, `duplicate_fraction`, `malformed_fraction` (all off by default).
+* **Params** (validated before anything is sent; defaults, bounds and help come from
+  `include/producer/params.py`, the same the code validates with): `users`, `events_per_second` (at most
+  0.01 × `users`: a simulated user clicks at most once every 100 s on average), `seed`, and the fault knobs
+  `late_fraction` / `late_delay_seconds`, `duplicate_fraction`, `malformed_fraction`, `malformed_kinds` (all
+  off by default). A scheduled run has no conf, so the defaults are what the pipeline produces every minute.
 * **Delivery**: PutRecords in batches of ≤ 500 records / 5 MiB, partition key `user_id`, only failed entries
   retried with exponential backoff and jitter, client-side throttled under the per-shard limits. If records
   still fail, the task fails with the counts — nothing is dropped silently.
@@ -18,10 +20,12 @@ the Kinesis Data Stream (in place of the seed's EventBridge + Lambda).
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from include.dag_params import airflow_params
 from include.dag_policy import START_DATE, default_args, tags
+from include.producer.params import ProducerParams
 
 with DAG(
     dag_id="clickstream_producer",
@@ -33,29 +37,28 @@ with DAG(
     # A resend of an interval only duplicates event_ids, which compaction and Flink remove: safe to retry.
     default_args=default_args(retries=2),
     tags=tags("ingest", 1),
-    params={
-        "users": Param(2_000, type="integer", minimum=1, maximum=1_000_000),
-        "events_per_second": Param(5.0, type="number", exclusiveMinimum=0, maximum=50_000),
-        "seed": Param(42, type="integer"),
-        "late_fraction": Param(0.0, type="number", minimum=0, maximum=1),
-        "late_delay_seconds": Param(300, type="integer", minimum=0, maximum=86_400),
-        "duplicate_fraction": Param(0.0, type="number", minimum=0, maximum=1),
-        "malformed_fraction": Param(0.0, type="number", minimum=0, maximum=1),
-    },
+    params=airflow_params(ProducerParams),
 ):
 
     @task
     def validate_params(params: dict | None = None) -> dict:
-        """Fail before any side effect when a param is out of range, naming the param and its value."""
-        from include.producer import ProducerParams
+        """Fail before any side effect when a param is out of range, naming the param and its value.
 
-        return ProducerParams.from_dict(dict(params or {})).to_dict()
+        The trigger form already enforces each field's bounds; this adds the rules across fields. A bad param
+        fails at once: retrying cannot fix it.
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return ProducerParams.from_dict(dict(params or {})).to_dict()
+        except ValueError as exc:
+            raise AirflowFailException(f"invalid producer params: {exc}") from exc
 
     @task
     def produce(producer_params: dict, data_interval_start=None, data_interval_end=None) -> dict:
         from include.aws import client
         from include.config import settings
-        from include.producer import ProducerParams, produce_interval
+        from include.producer import produce_interval
 
         report = produce_interval(
             client("kinesis"),

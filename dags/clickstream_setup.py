@@ -9,12 +9,14 @@ Creates, idempotently, everything the pipeline needs in the account behind the `
   event hour of `client_timestamp`, failed records under `raw/errors/`),
 * the SNS alert topic with an SQS inbox (and e-mail subscriptions from `CLICKSTREAM_ALERT_EMAILS`),
 * the Managed Service for Apache Flink application (`FLINK-2_3`, the zip built from `include/flink_app` and
-  uploaded to the artifacts bucket, property groups for the stream and the S3 sinks, snapshots on),
+  uploaded to the artifacts bucket, with the Kinesis connector jar from `CLICKSTREAM_KINESIS_CONNECTOR_JAR`,
+  property groups for the stream and the S3 sinks, snapshots on),
 * the Glue database with the `raw_events` table (partition projection, so Athena needs no crawler) and the
   `compacted_events` and `quarantine_events` tables that hourly compaction fills.
 
 Trigger it manually once per environment; a second run changes nothing (every task logs
-`created` / `updated` / `unchanged` per resource, and the `summary` task prints them all).
+`created` / `updated` / `unchanged` per resource, and the `summary` task prints them all). Each task calls one
+function of `include/provision/setup.py`; `clickstream_teardown` deletes all of it again.
 """
 
 from __future__ import annotations
@@ -36,105 +38,51 @@ with DAG(
 
     @task
     def create_buckets() -> dict[str, str]:
-        from include.aws import client
-        from include.config import settings
-        from include.provision import ensure_bucket
+        from include.provision import setup
 
-        s3, cfg = client("s3"), settings()
-        region = s3.meta.region_name
-        return {
-            **ensure_bucket(s3, cfg.bucket, region),
-            **ensure_bucket(s3, cfg.artifacts_bucket, region),
-        }
+        return setup.create_buckets()
 
     @task
     def create_stream() -> dict[str, str]:
-        from include.aws import client
-        from include.config import settings
-        from include.provision import ensure_stream
+        from include.provision import setup
 
-        changes, _arn = ensure_stream(client("kinesis"), settings())
-        return changes
+        return setup.create_stream()
 
     @task
     def create_delivery_stream() -> dict[str, str]:
-        from include.aws import client
-        from include.config import settings
-        from include.provision import ensure_delivery_stream
+        from include.provision import setup
 
-        cfg = settings()
-        arn = client("kinesis").describe_stream_summary(StreamName=cfg.stream_name)[
-            "StreamDescriptionSummary"
-        ]["StreamARN"]
-        return ensure_delivery_stream(client("firehose"), cfg, arn)
+        return setup.create_delivery_stream()
 
     @task
     def create_alerting() -> dict[str, str]:
-        from include.aws import client
-        from include.config import settings
-        from include.provision import ensure_alerts
+        from include.provision import setup
 
-        changes, _arn = ensure_alerts(client("sns"), client("sqs"), settings())
-        return changes
+        return setup.create_alerting()
 
     @task
     def create_catalog() -> dict[str, str]:
-        from include.aws import client
-        from include.config import settings
-        from include.provision import catalog_tables, ensure_glue_database, ensure_glue_table
+        from include.provision import setup
 
-        glue, cfg = client("glue"), settings()
-        changes = ensure_glue_database(glue, cfg.glue_database)
-        for table_input in catalog_tables(cfg):
-            changes.update(ensure_glue_table(glue, cfg.glue_database, table_input))
-        return changes
+        return setup.create_catalog()
 
     @task
     def publish_flink_code() -> dict:
-        """Build the application zip (deterministic, so an unchanged app keeps its ETag) and upload it."""
-        import os
-        import tempfile
-        from pathlib import Path
+        from include.provision import setup
 
-        from include.aws import client
-        from include.config import settings
-        from include.flink_app.package import build, upload
-
-        cfg = settings()
-        jar = os.environ.get("CLICKSTREAM_KINESIS_CONNECTOR_JAR")
-        with tempfile.TemporaryDirectory() as tmp:
-            manifest = build(Path(tmp) / "flink-app.zip", Path(jar) if jar else None)
-            uploaded = upload(
-                client("s3"), cfg.artifacts_bucket, cfg.flink_code_key, Path(tmp) / "flink-app.zip"
-            )
-        print(f"uploaded s3://{cfg.artifacts_bucket}/{cfg.flink_code_key} ({manifest['bytes']} bytes)")
-        return {"etag": uploaded["etag"], "run_options": manifest["run_options"]}
+        return setup.publish_flink_code()
 
     @task
     def create_flink_app(code: dict) -> dict[str, str]:
-        from include.aws import client
-        from include.config import settings
-        from include.provision import ensure_flink_application
+        from include.provision import setup
 
-        cfg = settings()
-        arn = client("kinesis").describe_stream_summary(StreamName=cfg.stream_name)[
-            "StreamDescriptionSummary"
-        ]["StreamARN"]
-        return ensure_flink_application(
-            client("kinesisanalyticsv2"), cfg, arn, code_etag=code["etag"], run_options=code["run_options"]
-        )
+        return setup.create_flink_app(code)
 
     @task
     def summary(results: list[dict[str, str]]) -> dict[str, str]:
-        merged: dict[str, str] = {}
-        for result in results:
-            merged.update(result)
-        width = max(map(len, merged), default=0)
-        for resource, change in sorted(merged.items()):
-            print(f"{resource:<{width}}  {change}")
-        counts = {c: list(merged.values()).count(c) for c in ("created", "updated", "unchanged")}
-        print(f"setup: {counts}")
-        return merged
+        from include.provision.summary import summarize
+
+        return summarize(results, "setup")
 
     buckets = create_buckets()
     stream = create_stream()

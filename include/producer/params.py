@@ -1,15 +1,19 @@
 """Parameters of the mock producer, validated before anything is generated or sent.
 
-The DAG hands user-supplied JSON to :meth:`ProducerParams.from_dict`; every rejection names the field and the
-offending value so a bad trigger fails at once with a message a person can act on.
+The single source of the producer's params: each field declares its default, bounds and description once
+(:func:`include.dag_params.param`), the ``clickstream_producer`` DAG's trigger form is generated from them, and
+:meth:`ProducerParams.from_dict` enforces the same bounds plus the rules across fields. Every rejection names
+the field and the offending value so a bad trigger fails at once with a message a person can act on.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from include.dag_params import check_fields, from_mapping, param
 
 #: Reason codes of the injected malformed records; the compaction's validator uses the same codes.
 MALFORMED_KINDS: tuple[str, ...] = (
@@ -40,18 +44,6 @@ MAX_LATE_DELAY_SECONDS = 7 * 24 * 3600
 MAX_SEED = 2**63 - 1
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)  # NaN and infinity would poison every comparison below
-    )
-
-
 @dataclass(frozen=True)
 class ProducerParams:
     """What to simulate: who (seed, users), how much (events_per_second) and which faults to inject.
@@ -59,16 +51,50 @@ class ProducerParams:
     ``events_per_second`` is the average rate of base events over the population; duplicates come on top of
     it, malformed records replace the event they were made from, and late events are sent
     ``late_delay_seconds`` after their client_timestamp instead of at it.
+
+    The defaults are what every scheduled run of ``clickstream_producer`` sends (a scheduled run has no conf):
+    20 events/s (1,200 per minute, ~72k per event hour: enough for sessions and hourly compaction to be
+    meaningful, far below one shard's 1,000 records/s) from 10,000 users, which leaves room to raise the rate
+    fivefold in the trigger form before the per-user cap applies. Faults are off; a late event, once enabled,
+    is 15 minutes late: past compaction's allowed lateness plus the Firehose buffer, so it exercises the
+    late-data path instead of landing just in time.
     """
 
-    seed: int = 0
-    users: int = 10_000
-    events_per_second: float = 20.0
-    late_fraction: float = 0.0
-    late_delay_seconds: float = 900.0
-    duplicate_fraction: float = 0.0
-    malformed_fraction: float = 0.0
-    malformed_kinds: tuple[str, ...] = MALFORMED_KINDS
+    seed: int = param(
+        0,
+        "Seed of the simulation: the events of an interval are a pure function of (seed, interval).",
+        minimum=0,
+        maximum=MAX_SEED,
+    )
+    users: int = param(10_000, "Number of simulated users.", minimum=1, maximum=MAX_USERS)
+    events_per_second: float = param(
+        20.0,
+        f"Average rate of base events; at most {MAX_EVENTS_PER_USER_PER_SECOND} × users.",
+        exclusive_minimum=0,
+        maximum=MAX_EVENTS_PER_SECOND,
+    )
+    late_fraction: float = param(
+        0.0, "Fraction of events sent late_delay_seconds after their client_timestamp.", minimum=0, maximum=1
+    )
+    late_delay_seconds: float = param(
+        900.0, "How late a late event is sent, in seconds.", minimum=0.001, maximum=MAX_LATE_DELAY_SECONDS
+    )
+    duplicate_fraction: float = param(
+        0.0, "Fraction of events sent a second time (same event_id).", minimum=0, maximum=1
+    )
+    malformed_fraction: float = param(
+        0.0,
+        "Fraction of events replaced by a malformed record of one of malformed_kinds.",
+        minimum=0,
+        maximum=1,
+    )
+    malformed_kinds: tuple[str, ...] = param(
+        MALFORMED_KINDS,
+        "Reason codes the malformed records are drawn from.",
+        items_enum=MALFORMED_KINDS,
+        min_items=1,
+        unique_items=True,
+    )
 
     def __post_init__(self) -> None:
         # Lists from JSON become tuples so the params stay hashable (they key the generator's cache).
@@ -78,22 +104,7 @@ class ProducerParams:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProducerParams:
         """Build and validate params from a mapping (e.g. DAG params); unknown keys are rejected by name."""
-        if values is None:
-            values = {}
-        if not isinstance(values, Mapping):
-            raise ValueError(f"producer params must be a mapping of names to values, got {values!r}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(str(k) for k in values if k not in known)
-        if unknown:
-            raise ValueError(
-                f"unknown producer parameter(s) {', '.join(repr(k) for k in unknown)}; "
-                f"known parameters are {', '.join(known)}"
-            )
-        kinds = values.get("malformed_kinds", MALFORMED_KINDS)
-        if isinstance(kinds, list | tuple):
-            kinds = tuple(kinds)
-        params = cls(**{**dict(values), "malformed_kinds": kinds})
-        return params.validate()
+        return from_mapping(cls, values, "producer").validate()
 
     @classmethod
     def coerce(cls, value: ProducerParams | Mapping[str, Any] | None) -> ProducerParams:
@@ -103,48 +114,19 @@ class ProducerParams:
         return cls.from_dict(value)
 
     def validate(self) -> ProducerParams:
-        """Raise ValueError naming the first bad field and its value; return self so calls can chain."""
-        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer between 0 and {MAX_SEED}, got {self.seed!r}")
-        if not _is_int(self.users) or not 1 <= self.users <= MAX_USERS:
-            raise ValueError(f"users must be an integer between 1 and {MAX_USERS}, got {self.users!r}")
-        eps = self.events_per_second
-        if not _is_number(eps) or not 0 < eps <= MAX_EVENTS_PER_SECOND:
-            raise ValueError(
-                f"events_per_second must be a number greater than 0 and at most {MAX_EVENTS_PER_SECOND}, "
-                f"got {eps!r}"
-            )
-        for name in ("late_fraction", "duplicate_fraction", "malformed_fraction"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
-        delay = self.late_delay_seconds
-        if not _is_number(delay) or not 0.001 <= delay <= MAX_LATE_DELAY_SECONDS:
-            raise ValueError(
-                f"late_delay_seconds must be a number between 0.001 and {MAX_LATE_DELAY_SECONDS}, "
-                f"got {delay!r}"
-            )
+        """Raise ValueError naming the first bad field and its value; return self so calls can chain.
+
+        Each field's bounds are its :func:`~include.dag_params.param` declaration (the same the DAG's trigger
+        form enforces); the rules across fields follow.
+        """
+        check_fields(self)
         if self.late_fraction + self.malformed_fraction > 1:
             raise ValueError(
                 "late_fraction + malformed_fraction must be at most 1 (an event is late or malformed, not "
                 "both), "
                 f"got {self.late_fraction!r} + {self.malformed_fraction!r}"
             )
-        kinds = self.malformed_kinds
-        if not isinstance(kinds, tuple) or not kinds or not all(isinstance(k, str) for k in kinds):
-            raise ValueError(
-                "malformed_kinds must be a non-empty list of reason codes from "
-                f"{', '.join(MALFORMED_KINDS)}, "
-                f"got {kinds!r}"
-            )
-        bad = [k for k in kinds if k not in MALFORMED_KINDS]
-        if bad:
-            raise ValueError(
-                f"malformed_kinds has unknown reason code(s) {', '.join(repr(k) for k in bad)}; "
-                f"known codes are {', '.join(MALFORMED_KINDS)}"
-            )
-        if len(set(kinds)) != len(kinds):
-            raise ValueError(f"malformed_kinds lists a reason code more than once: {kinds!r}")
+        eps = self.events_per_second
         max_eps = self.users * MAX_EVENTS_PER_USER_PER_SECOND
         if eps > max_eps + 1e-9:
             need = math.ceil(eps / MAX_EVENTS_PER_USER_PER_SECOND)

@@ -56,7 +56,10 @@ def test_from_dict_accepts_json_values():
         ),
         ({"malformed_kinds": []}, "malformed_kinds must be a non-empty list"),
         ({"malformed_kinds": "wrong_type"}, "malformed_kinds must be a non-empty list"),
-        ({"malformed_kinds": ["wrong_type", "bogus"]}, "malformed_kinds has unknown reason code(s) 'bogus'"),
+        (
+            {"malformed_kinds": ["wrong_type", "bogus"]},
+            "malformed_kinds has unknown value(s) 'bogus'; allowed values are invalid_json",
+        ),
         ({"malformed_kinds": ["wrong_type", "wrong_type"]}, "more than once"),
         (
             {"users": 1_000, "events_per_second": 100},

@@ -1,7 +1,8 @@
-"""Idempotent creation of the pipeline's AWS resources (the ``clickstream_setup`` DAG's body).
+"""Idempotent creation of the pipeline's AWS resources, each from a boto3 client and the settings.
 
 Every ``ensure_*`` function returns ``{resource: "created" | "updated" | "unchanged"}`` so a second run of the
-setup DAG can show, and the tests can assert, that it changed nothing.
+setup DAG can show, and the tests can assert, that it changed nothing. The resource keys (``s3://bucket``,
+``kinesis:name``, ...) are the ones :mod:`include.provision.teardown` reports ``deleted`` / ``absent`` for.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ log = logging.getLogger(__name__)
 
 Changes = dict[str, str]
 
+#: Error codes meaning "there is no such bucket / queue" (S3 HeadBucket has no body, hence the bare 404).
+MISSING_BUCKET_CODES = ("404", "NoSuchBucket", "NotFound")
+MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 
-def _error_code(exc: ClientError) -> str:
+
+def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
@@ -30,7 +35,7 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> Changes:
         s3.head_bucket(Bucket=bucket)
         return {f"s3://{bucket}": "unchanged"}
     except ClientError as exc:
-        if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+        if error_code(exc) not in MISSING_BUCKET_CODES:
             raise
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
@@ -56,7 +61,7 @@ def ensure_stream(kinesis: Any, settings: Settings, timeout_s: float = 120) -> t
     try:
         summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
     except ClientError as exc:
-        if _error_code(exc) != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         kinesis.create_stream(
             StreamName=name, ShardCount=settings.shard_count, StreamModeDetails={"StreamMode": "PROVISIONED"}
@@ -78,6 +83,10 @@ def ensure_stream(kinesis: Any, settings: Settings, timeout_s: float = 120) -> t
             settings.shard_count,
         )
     return {f"kinesis:{name}": change}, summary["StreamARN"]
+
+
+def stream_arn(kinesis: Any, name: str) -> str:
+    return kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
 
 
 # --------------------------------------------------------------------------------------------------- Firehose
@@ -132,7 +141,7 @@ def ensure_delivery_stream(
     try:
         description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
     except ClientError as exc:
-        if _error_code(exc) != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         firehose.create_delivery_stream(
             DeliveryStreamName=name,
@@ -178,7 +187,7 @@ def _wait_delivery_stream_active(firehose: Any, name: str, timeout_s: float) -> 
 def ensure_alerts(sns: Any, sqs: Any, settings: Settings) -> tuple[Changes, str]:
     """The alert topic, its e-mail subscriptions, and an SQS inbox subscribed to it; returns the topic ARN."""
     changes: Changes = {}
-    existing = {t["TopicArn"].rsplit(":", 1)[-1]: t["TopicArn"] for t in _all_topics(sns)}
+    existing = {t["TopicArn"].rsplit(":", 1)[-1]: t["TopicArn"] for t in all_topics(sns)}
     topic_arn = existing.get(settings.alert_topic)
     if topic_arn is None:
         topic_arn = sns.create_topic(Name=settings.alert_topic)["TopicArn"]
@@ -187,13 +196,13 @@ def ensure_alerts(sns: Any, sqs: Any, settings: Settings) -> tuple[Changes, str]
         changes[f"sns:{settings.alert_topic}"] = "unchanged"
 
     subscribed = {
-        (s["Protocol"], s["Endpoint"]) for s in _all_subscriptions(sns, topic_arn) if s.get("Endpoint")
+        (s["Protocol"], s["Endpoint"]) for s in all_subscriptions(sns, topic_arn) if s.get("Endpoint")
     }
     try:
         queue_url = sqs.get_queue_url(QueueName=settings.alert_queue)["QueueUrl"]
         changes[f"sqs:{settings.alert_queue}"] = "unchanged"
     except ClientError as exc:
-        if _error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+        if error_code(exc) not in MISSING_QUEUE_CODES:
             raise
         queue_url = sqs.create_queue(QueueName=settings.alert_queue)["QueueUrl"]
         changes[f"sqs:{settings.alert_queue}"] = "created"
@@ -235,11 +244,11 @@ def ensure_alerts(sns: Any, sqs: Any, settings: Settings) -> tuple[Changes, str]
     return changes, topic_arn
 
 
-def _all_topics(sns: Any) -> list[dict[str, Any]]:
+def all_topics(sns: Any) -> list[dict[str, Any]]:
     return [t for page in sns.get_paginator("list_topics").paginate() for t in page["Topics"]]
 
 
-def _all_subscriptions(sns: Any, topic_arn: str) -> list[dict[str, Any]]:
+def all_subscriptions(sns: Any, topic_arn: str) -> list[dict[str, Any]]:
     paginator = sns.get_paginator("list_subscriptions_by_topic")
     return [s for page in paginator.paginate(TopicArn=topic_arn) for s in page["Subscriptions"]]
 
@@ -250,7 +259,7 @@ def ensure_glue_database(glue: Any, database: str) -> Changes:
         glue.get_database(Name=database)
         return {f"glue:{database}": "unchanged"}
     except ClientError as exc:
-        if _error_code(exc) != "EntityNotFoundException":
+        if error_code(exc) != "EntityNotFoundException":
             raise
     glue.create_database(DatabaseInput={"Name": database, "Description": "Clickstream sessions data lake"})
     return {f"glue:{database}": "created"}
@@ -272,7 +281,7 @@ def ensure_glue_table(glue: Any, database: str, table_input: dict[str, Any]) -> 
     try:
         current = glue.get_table(DatabaseName=database, Name=name)["Table"]
     except ClientError as exc:
-        if _error_code(exc) != "EntityNotFoundException":
+        if error_code(exc) != "EntityNotFoundException":
             raise
         glue.create_table(DatabaseName=database, TableInput=table_input)
         return {key: "created"}
@@ -384,7 +393,7 @@ def ensure_flink_application(
     try:
         detail = kda.describe_application(ApplicationName=name)["ApplicationDetail"]
     except ClientError as exc:
-        if _error_code(exc) != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         kda.create_application(
             ApplicationName=name,
