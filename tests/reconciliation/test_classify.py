@@ -1,0 +1,230 @@
+"""Every cause of issue 10 section 2 on hand-made cases, through the real DuckDB path (offline inputs ->
+reconcile_hour), plus deferred, hour attribution, totals and the pass/fail rule."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+import pytest
+
+from include.reconciliation import (
+    STATUS_BATCH_ONLY,
+    STATUS_FAILED,
+    STATUS_PASSED,
+    ReconcileOptions,
+    reconcile_hour,
+)
+from include.reconciliation.offline import read_inputs
+from tests.reconciliation.helpers import (
+    FUTURE_REASON,
+    H,
+    Scenario,
+    event,
+    every_cause,
+    late_row,
+    line,
+    rejected_row,
+    stream_sessions,
+)
+
+OPTIONS = ReconcileOptions()
+
+
+def run(scenario: Scenario, tmp_path, options: ReconcileOptions = OPTIONS):
+    files = scenario.write(tmp_path)
+    inputs = read_inputs(files["batch"], files["sessions"], files["late"], files["rejected"])
+    return reconcile_hour(H, inputs, options)
+
+
+def causes_by_user(report) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for d in report.differences:
+        assert d["user_id"] not in out, f"user {d['user_id']} has two rows: {d}"
+        out[d["user_id"]] = d["cause"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def every(tmp_path_factory):
+    scenario = every_cause()
+    return scenario, run(scenario, tmp_path_factory.mktemp("every"))
+
+
+def test_every_cause_gets_its_row(every):
+    scenario, result = every
+    report = result.report
+    differences = causes_by_user(report)
+    for user, cause in scenario.expected.items():
+        if cause in ("matched", "deferred", "not in H"):
+            assert user not in differences, (user, differences.get(user))
+        else:
+            assert differences[user] == cause, user
+    assert report.counts == {
+        "deferred": 1,
+        "matched": 2,
+        "late": 2,
+        "duplicate": 1,
+        "rule_difference": 3,
+        "missing_in_stream": 1,
+        "missing_in_batch": 1,
+        "mismatch": 1,
+    }
+    assert report.status == STATUS_FAILED and report.passed is False
+    assert report.differences_total == len(report.differences) == 9
+
+
+def test_difference_rows_carry_both_sides_and_the_evidence(every):
+    _, result = every
+    rows = {d["user_id"]: d for d in result.report.differences}
+    split = rows[2]
+    assert split["batch"]["event_count"] == 3
+    assert [s["event_count"] for s in split["stream"]] == [1, 1]  # a late event split the stream's session
+    assert split["evidence"]["late_ledger_events"] == 1
+    assert rows[3]["stream"] == []  # the late event was the whole session
+    assert rows[4]["evidence"]["extra_raw_copies"] == 1
+    assert rows[5]["evidence"]["quarantined_events_stream_accepted"] == 1
+    assert rows[7]["evidence"]["stream_rejected_events"] == 1
+    assert rows[9]["batch"] is None and rows[9]["stream"][0]["event_count"] == 1
+    assert rows[8] == {
+        "user_id": 8,
+        "device_id": "mobile",
+        "session_start": "2026-11-27T10:13:20.000Z",
+        "cause": "missing_in_stream",
+        "batch": {
+            "session_id": rows[8]["batch"]["session_id"],
+            "session_start": "2026-11-27T10:13:20.000Z",
+            "last_event_at": "2026-11-27T10:13:30.000Z",
+            "event_count": 2,
+        },
+        "stream": [],
+        "evidence": {
+            "late_ledger_events": 0,
+            "stream_rejected_events": 0,
+            "quarantined_events_stream_accepted": 0,
+            "extra_raw_copies": 0,
+        },
+    }
+
+
+def test_totals_on_both_sides(every):
+    _, result = every
+    totals = result.report.totals
+    assert totals["batch"]["sessions"] == 9  # users 1-5, 7, 8, 10, 12 (settled, starting in H)
+    assert totals["batch"]["deferred_sessions"] == 1
+    assert totals["batch"]["quarantined"] == 2 and totals["batch"]["duplicates_removed"] == 1
+    assert totals["stream"]["late_events"] == 2 and totals["stream"]["rejected_records"] == 1
+    assert totals["explained_events"] == {"late": 2, "duplicate": 1, "rule_difference": 3}
+    # missing_in_stream 2 events + missing_in_batch 1 + mismatch 1
+    assert (totals["unexplained_sessions"], totals["unexplained_events"]) == (3, 4)
+    assert totals["match_rate"] == round(2 / 9, 6)
+
+
+def test_outputs_the_hours_sessions_and_differences(every, tmp_path):
+    _, result = every
+    written = result.write(tmp_path)
+    sessions = pq.read_table(written["sessions"]).to_pylist()
+    assert sorted({s["user_id"] for s in sessions}) == [1, 2, 3, 4, 5, 7, 8, 10, 11, 12]  # 11 deferred
+    differences = pq.read_table(written["differences"])
+    assert differences.num_rows == 9
+    assert sorted(differences.column("cause").to_pylist()).count("rule_difference") == 3
+
+
+def test_deferred_sessions_are_not_compared(tmp_path):
+    s = Scenario()
+    long = [event(100 + i, 1, 3540 + 55 * i) for i in range(34)]  # runs past the settle horizon
+    s.batch += long
+    (row,) = stream_sessions(long)
+    s.sessions.append({**row, "event_count": 99})  # would be a mismatch if compared
+    s.matched(2, [event(1, 2, 60)])
+    result = run(s, tmp_path)
+    assert result.report.counts["deferred"] == 1 and result.report.counts["mismatch"] == 0
+    assert result.report.totals["stream"]["deferred_sessions"] == 1
+    assert result.report.status == STATUS_PASSED
+    # with a longer settle horizon the same session is compared, and differs
+    later = run(s, tmp_path, OPTIONS.replace(settle_minutes=60))
+    assert later.report.counts["deferred"] == 0 and later.report.counts["mismatch"] == 1
+
+
+def test_late_duplicate_and_rule_only_hour_passes(tmp_path):
+    s = Scenario()
+    e = [event(1 + i, 1, t) for i, t in enumerate((0, 50, 100))]
+    s.batch += e
+    s.sessions += stream_sessions([e[0], e[2]])
+    s.late.append(late_row(e[1], 1000))
+    d = [event(10 + i, 2, t) for i, t in enumerate((200, 210))]
+    s.batch += d + [d[0], d[0]]
+    (row,) = stream_sessions(d)
+    s.sessions.append({**row, "event_count": 4})  # two extra copies counted: still within the raw copies
+    r = [event(20, 3, 300), event(21, 3, 310)]
+    s.batch += r
+    s.sessions += stream_sessions(r[:1])
+    s.rejected.append(rejected_row(line(r[1]), FUTURE_REASON, 300))
+    result = run(s, tmp_path)
+    assert result.report.counts["late"] == result.report.counts["duplicate"] == 1
+    assert result.report.counts["rule_difference"] == 1
+    assert result.report.status == STATUS_PASSED and result.report.passed
+
+
+def test_more_stream_copies_than_raw_copies_is_a_mismatch(tmp_path):
+    s = Scenario()
+    d = [event(10 + i, 2, t) for i, t in enumerate((200, 210))]
+    s.batch += d + [d[0]]
+    (row,) = stream_sessions(d)
+    s.sessions.append({**row, "event_count": 4})
+    assert run(s, tmp_path).report.counts["mismatch"] == 1
+
+
+def test_late_ledger_that_does_not_explain_the_stream_is_a_mismatch(tmp_path):
+    s = Scenario()
+    e = [event(1 + i, 1, t) for i, t in enumerate((0, 50, 100))]
+    s.batch += e
+    s.sessions += stream_sessions([e[0]])  # lost two events, the ledger holds only one
+    s.late.append(late_row(e[1], 1000))
+    assert causes_by_user(run(s, tmp_path).report) == {1: "mismatch"}
+
+
+@pytest.mark.parametrize(
+    ("share", "status"), [(0.001, STATUS_FAILED), (0.33, STATUS_FAILED), (0.5, STATUS_PASSED)]
+)
+def test_pass_fail_threshold(tmp_path, share, status):
+    # 2 of 5 compared batch sessions are missing in the stream: 40 % of the sessions, 2 of 7 events
+    s = Scenario()
+    for user in range(1, 4):
+        s.matched(
+            user,
+            [event(user * 10, user, user * 100), event(user * 10 + 1, user, user * 100 + 5)][: user % 2 + 1],
+        )
+    s.batch += [event(90, 9, 900), event(91, 8, 950)]
+    result = run(s, tmp_path, OPTIONS.replace(max_unexplained_share=share))
+    assert result.report.counts["missing_in_stream"] == 2
+    assert result.report.status == status
+
+
+def test_no_stream_output_for_the_hour_is_batch_only(tmp_path):
+    s = Scenario()
+    s.batch += [event(1, 1, 10), event(2, 2, 20)]
+    result = run(s, tmp_path)
+    assert result.report.status == STATUS_BATCH_ONLY and result.report.passed
+    assert result.report.counts == {"batch_only": 2, "deferred": 0}
+    assert result.report.differences == []
+    # once the stream is known to have run during the hour, the same inputs are a stream outage
+    outage = run(s, tmp_path, OPTIONS.replace(stream_started_at=H - timedelta(days=1)))
+    assert outage.report.status == STATUS_FAILED
+    assert outage.report.counts["missing_in_stream"] == 2
+    before = run(s, tmp_path, OPTIONS.replace(stream_started_at=H + timedelta(hours=1)))
+    assert before.report.status == STATUS_BATCH_ONLY
+
+
+def test_rerun_gives_the_same_report(every, tmp_path):
+    scenario, first = every
+    again = run(scenario, tmp_path)
+    assert again.report.to_json() == first.report.to_json()
+    assert again.sessions.equals(first.sessions)
+
+
+def test_report_differences_limit(tmp_path):
+    scenario = every_cause()
+    result = run(scenario, tmp_path, OPTIONS.replace(report_differences_limit=2))
+    assert len(result.report.differences) == 2 and result.report.differences_total == 9
+    assert result.differences.num_rows == 9
