@@ -93,7 +93,7 @@ def test_a_runs_params_do_not_leak_into_the_next_run(produced):
     run = run_dag("clickstream_producer", logical_date=end, conf={"users": 100, "events_per_second": 1.0})
     assert run.state == "success", task_states(run)
     used = task_result(run, "validate_params")
-    assert (used["users"], used["seed"]) == (100, 42)
+    assert (used["users"], used["seed"]) == (100, ProducerParams().seed)  # the typed default again
     assert used["late_fraction"] == used["duplicate_fraction"] == used["malformed_fraction"] == 0.0, used
     assert task_result(run, "produce")["by_kind"] == {"valid": task_result(run, "produce")["records"]}
 
