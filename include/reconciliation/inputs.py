@@ -7,7 +7,9 @@ local JSON-lines files (:mod:`include.reconciliation.offline`); both then call t
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,36 @@ COPIES_SCHEMA = pa.schema([("event_id", pa.string()), ("copies", pa.int64())])
 
 #: A relation: an Arrow table, or local files (Parquet for batch events, JSON lines for the stream's outputs).
 Relation = pa.Table | Sequence[str | os.PathLike]
+
+
+_LONE_SURROGATE_ESCAPE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def stream_text(data: bytes) -> str:
+    """A quarantined record as text that DuckDB's copy of the stream's rules reads the way the stream does.
+
+    Invalid UTF-8 becomes U+FFFD (Flink's raw format); JSON escapes of unpaired surrogates (``\\ud800``), which
+    Jackson decodes but DuckDB's JSON reader refuses, become ``\\ufffd``; an object with a repeated key is
+    rewritten with the last value of each key (Jackson's and Python's reading; DuckDB's would take the first).
+    """
+    text = data.decode("utf-8", errors="replace")
+    if "\\u" in text:
+        text = _LONE_SURROGATE_ESCAPE.sub(r"\\ufffd", text)
+    repeated = False
+
+    def last_wins(pairs: list[tuple[str, object]]) -> dict:
+        nonlocal repeated
+        obj = dict(pairs)
+        repeated = repeated or len(obj) != len(pairs)
+        return obj
+
+    try:
+        obj = json.loads(text, object_pairs_hook=last_wins)
+    except (ValueError, RecursionError):
+        return text
+    return json.dumps(obj, ensure_ascii=False) if repeated else text
 
 
 def _empty(schema: pa.Schema) -> pa.Table:

@@ -27,6 +27,7 @@ from include.reconciliation.inputs import (
     REJECTED_SCHEMA,
     STREAM_SESSION_SCHEMA,
     HourInputs,
+    stream_text,
 )
 from include.sessions.contract import SessionContract
 
@@ -58,7 +59,7 @@ def read_raw_events(
         result = validator.validate(data)
         if isinstance(result, Rejection):
             reasons[result.reason] += 1
-            quarantined.append(data.decode("utf-8", errors="replace"))
+            quarantined.append(stream_text(data))
         else:
             rows.append((result[4], line_no, result))
     copies = Counter(row[2][0] for row in rows)
@@ -148,6 +149,9 @@ def read_stream_rows(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
                 raise InputError(
                     f"{where}: field {f.name} must be a timestamp like 2026-11-27T10:15:30.123Z, got {value!r}"
                 )
+            if kind == "string" and not value.isascii():
+                # A JSON escape of a lone surrogate (the stream counts such client_events) is no UTF-8 text.
+                value = value.encode("utf-8", "replace").decode("utf-8")
             columns[f.name].append(value)
     return pa.table(columns, schema=schema)
 

@@ -109,8 +109,9 @@ hour_events AS (
 
 {#- CTEs <name>_gaps, <name>_numbered and <name>: sessions of `rel` per `part` (a column list) with the
     contract's inclusive gap. `rel` needs event_id, event_ms and the tie columns; `aggs` adds aggregates.
+    `count` is count(*) where `rel` has one row per event_id (deduplicated upstream), else count(DISTINCT ...).
     The one definition of a session here: batch sessions, and the re-sessionizing of the late and rule checks. -#}
-{% macro sessionize(name, rel, part, aggs='', order='event_ms, event_id') -%}
+{% macro sessionize(name, rel, part, aggs='', order='event_ms, event_id', count='count(*)') -%}
 {{ name }}_gaps AS (
     SELECT *,
         CASE WHEN event_ms - lag(event_ms) OVER (PARTITION BY {{ part }} ORDER BY {{ order }}) <= {{ contract.gap_ms }}
@@ -128,8 +129,7 @@ hour_events AS (
     SELECT {{ part }},
         min(event_ms) AS start_ms,
         max(event_ms) AS last_ms,
-        -- rel holds one row per event_id (deduplicated upstream), so count(*) = count(DISTINCT event_id)
-        count(*) AS event_count{{ aggs }}
+        {{ count }} AS event_count{{ aggs }}
     FROM {{ name }}_numbered
     GROUP BY {{ part }}, session_no
 )

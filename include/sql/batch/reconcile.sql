@@ -168,7 +168,7 @@ rule_events AS (
     UNION ALL
     SELECT user_id, device_id, event_id, event_ms, 1 AS is_added FROM added
 ),
-{{ r.sessionize('rule_sessions', 'rule_events', 'user_id, device_id', aggs=',\n        max(is_added) AS added_events_flag,\n        sum(is_added) AS added_events') }},
+{{ r.sessionize('rule_sessions', 'rule_events', 'user_id, device_id', aggs=',\n        sum(is_added) AS added_events', count='count(DISTINCT event_id)') }},
 rule_sig AS (
     SELECT c.session_id AS bid,
         {{ r.str_agg("CAST(rs.start_ms AS VARCHAR) || '|' || CAST(rs.last_ms AS VARCHAR) || '|' || CAST(rs.event_count AS VARCHAR)", ';', 'rs.start_ms') }} AS sig,
