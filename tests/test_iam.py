@@ -348,7 +348,8 @@ def test_a_new_call_the_policy_does_not_allow_fails_the_check(tmp_path, airflow)
         "s3:PutBucketPolicy",
         "sqs:PurgeQueue",
     ]
-    assert len(result.unresolved) == 1 and "mystery.delete_table" in result.unresolved[0]
+    unresolved = [u for u in result.unresolved if "cleanup.py" in u]
+    assert len(unresolved) == 1 and "mystery.delete_table" in unresolved[0]
 
 
 # ----------------------------------------------------------------------------------------- S3, request by request
@@ -585,3 +586,18 @@ def test_a_new_layout_prefix_becomes_an_airflow_area():
     areas = iam.lake_areas(CFG)
     assert areas["raw/"] == "firehose" and areas["streaming/"] == "flink"
     assert {a for a, o in areas.items() if o == "airflow"} >= {"compacted/", "quarantine/", "manifests/"}
+
+
+# ----------------------------------------------------------------------------------------- the runbook
+def test_the_runbook_explains_every_environment_variable_and_the_policy_sizes():
+    doc = (REPO / "docs" / "deploy-aws.md").read_text()
+    read = set()
+    for root in ROOTS.values():
+        for path in root.rglob("*.py"):
+            read |= set(re.findall(r"[\"'](CLICKSTREAM_[A-Z0-9_]+)[\"']", path.read_text()))
+    assert read, "no CLICKSTREAM_* variable found: has the config moved?"
+    assert sorted(v for v in read if f"`{v}`" not in doc) == []
+    counts = {role: len(iam.policy(role, CFG, TARGET)["Statement"]) for role in iam.ROLES}
+    no_teardown = len(iam.airflow_policy(CFG, TARGET, teardown=False)["Statement"])
+    assert f"| `airflow` | {counts['airflow']} ({no_teardown} with `--no-teardown`) |" in doc
+    assert f"| `firehose` | {counts['firehose']} |" in doc and f"| `flink` | {counts['flink']} |" in doc
