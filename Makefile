@@ -11,7 +11,7 @@ ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 endif
 
-.PHONY: help bootstrap sync up down status demo test test-fast lint format bench airflow airflow-down clean
+.PHONY: help bootstrap sync requirements up down status demo test test-fast lint format bench airflow airflow-down clean
 
 help:
 	@echo "make demo    - start the local AWS endpoint and run the pipeline through Airflow (prints where data landed)"
@@ -19,6 +19,7 @@ help:
 	@echo "make up/down - start/stop the local AWS endpoint on 127.0.0.1:$(PORT)"
 	@echo "make airflow - Airflow standalone UI on http://127.0.0.1:8080 against the local endpoint"
 	@echo "make bench   - benchmarks (results go to docs/performance.md by hand)"
+	@echo "make requirements - regenerate requirements/mwaa.txt (what a deployment installs) from uv.lock"
 
 $(UV):
 	@command -v python$(PY_VERSION) >/dev/null || { echo "python$(PY_VERSION) is required"; exit 1; }
@@ -27,8 +28,13 @@ $(UV):
 
 bootstrap: $(UV)
 
+# Every dependency group too (pyproject [tool.uv] default-groups): Airflow, the local-only tools, the test tools.
 sync: bootstrap
 	$(UV) sync --frozen --python $(PY_VERSION)
+
+# requirements/mwaa.txt from the lock; tests/test_packaging.py fails when it is stale.
+requirements: sync
+	UV=$(UV) $(RUN) python -m localdev.requirements
 
 up: sync
 	$(RUN) python -m localdev.aws up --port $(PORT)
