@@ -34,6 +34,9 @@ KNOWN_GROUPS = (GROUP_CONSUMER, GROUP_SINK, GROUP_CONTRACT, GROUP_FLINK)
 #: Groups Managed Flink itself reads (the zip's entry point and jars); present on AWS, ignored here.
 IGNORED_GROUPS = ("kinesis.analytics.flink.run.options",)
 
+#: The templates the job renders, in statement order (sources, views, sinks, then the statement set).
+TEMPLATES = ("flink/source.sql", "flink/views.sql", "flink/sinks.sql", "flink/inserts.sql")
+
 #: Sink table name -> sub-directory under ``output.path``.
 SINK_DIRS = {
     "sessions_sink": "sessions",
@@ -176,12 +179,13 @@ def build_job(
     missing = sorted(set(SINK_DIRS) - set(sinks))
     if missing:
         raise JobConfigError(f"sink options missing for {missing}")
+    source_sql, views_sql, sinks_sql, inserts_sql = TEMPLATES
     ddl = (
-        split_statements(render("flink/source.sql", contract, source_options=dict(source)))
-        + split_statements(render("flink/views.sql", contract))
-        + split_statements(render("flink/sinks.sql", contract, **{k: dict(v) for k, v in sinks.items()}))
+        split_statements(render(source_sql, contract, source_options=dict(source)))
+        + split_statements(render(views_sql, contract))
+        + split_statements(render(sinks_sql, contract, **{k: dict(v) for k, v in sinks.items()}))
     )
-    inserts = split_statements(render("flink/inserts.sql", contract))
+    inserts = split_statements(render(inserts_sql, contract))
     return JobSpec(contract=contract, ddl=ddl, inserts=inserts, config=table_config(contract, extra_config))
 
 

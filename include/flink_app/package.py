@@ -2,10 +2,20 @@
 
 ``python -m include.flink_app.package --out dist/flink-app.zip [--kinesis-connector-jar PATH]``
 
-The zip holds ``main.py`` at its root, the planner-side code it imports (``include/sessions`` contract,
-templates and job builder, ``include/events_schema.py``, ``include/sql/flink/*.sql``), ``vendor/`` with jinja2
-and markupsafe (pure Python; Managed Flink installs no pip packages) and ``lib/`` with the Kinesis SQL connector
-jar. The build is deterministic (sorted entries, fixed timestamps), so an unchanged application gives the same
+The zip's content is derived, never listed by hand:
+
+* ``main.py`` at its root (the entry point, :data:`ENTRY_MODULE`) and the ``include`` modules it imports,
+  found by reading the import statements of the sources (:mod:`include.flink_app.import_graph`, transitively,
+  with the parent packages). The build refuses a closure reaching beyond :data:`ALLOWED_MODULES` (the app and
+  the shared session contract): no config, AWS or DuckDB code travels to Flink;
+* the SQL templates the job renders (:data:`include.flink_app.flink_job.TEMPLATES` and the macros they
+  import, :func:`include.sessions.templates.template_files`);
+* ``vendor/`` with the third-party packages those modules import, minus the standard library and what the
+  Flink runtime provides (:data:`RUNTIME_PROVIDED`), plus their own requirements: jinja2 and markupsafe (pure
+  Python; Managed Flink installs no pip packages);
+* ``lib/`` with the Kinesis SQL connector jar, when given.
+
+The build is deterministic (sorted entries, fixed timestamps), so an unchanged application gives the same
 bytes and the same S3 ETag.
 
 The Kinesis connector jar is not on PyPI: it is downloaded at build time from Maven Central (not reachable
@@ -24,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
+import importlib.util
 import io
 import json
 import sys
@@ -31,37 +43,113 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import markupsafe
+from include.flink_app import flink_job, import_graph
+from include.sessions import templates
 
-REPO_INCLUDE = Path(__file__).resolve().parent.parent
+#: The directory holding the ``include`` package (the repository root, or the Airflow dags folder).
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+#: The module Managed Flink runs, copied to the zip's root as ``main.py``.
+ENTRY_MODULE = "include.flink_app.main"
+#: What the application may import from ``include``: itself and the shared session contract.
+ALLOWED_MODULES = (
+    "include",
+    "include.events_schema",
+    "include.flink_app",
+    "include.sessions",
+    "include.sessions.contract",
+    "include.sessions.templates",
+)
+#: The application's own package; its build tooling (this module, the import graph) is never imported by it.
+APP_PACKAGE = "include.flink_app"
+#: Imports the Flink runtime provides (PyFlink), so they are not vendored.
+RUNTIME_PROVIDED = frozenset({"pyflink"})
 KINESIS_CONNECTOR = "org.apache.flink:flink-sql-connector-aws-kinesis-streams:6.0.0-2.0"
 KINESIS_FACTORY_SERVICE = "META-INF/services/org.apache.flink.table.factories.Factory"
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
-
-#: Files of include/ that the entry point imports at run time (no DuckDB, no runner, no AWS helpers).
-APP_MODULES = (
-    "__init__.py",
-    "events_schema.py",
-    "sessions/__init__.py",
-    "sessions/contract.py",
-    "sessions/templates.py",
-    "flink_app/flink_job.py",
-    "flink_app/__init__.py",
-    "flink_app/main.py",
-)
+#: Compiled or native files left out of vendored packages (markupsafe falls back to pure Python).
+_NOT_VENDORED = (".so", ".pyd", ".pyc", ".c")
 
 
 class PackageError(ValueError):
-    """The connector jar or an input file is unusable; the message names it."""
+    """The connector jar, an input file or the application's imports are unusable; the message names it."""
 
 
-def _package_files(package: Any) -> list[tuple[str, Path]]:
-    root = Path(package.__file__).resolve().parent
+def _allowed(module: str) -> bool:
+    return module in ALLOWED_MODULES or module.startswith(f"{APP_PACKAGE}.")
+
+
+def application_modules(source_root: Path = SOURCE_ROOT) -> tuple[dict[str, Path], set[str]]:
+    """The ``include`` modules importing the entry point loads (name -> file), and the top-level names of
+    everything else they import; refuses a module outside :data:`ALLOWED_MODULES`, naming the import chain."""
+    index = import_graph.module_index(source_root, ["include"])
+    graph = import_graph.import_graph(index)
+    via = import_graph.closure(graph, index, ENTRY_MODULE)
+    outside = sorted(m for m in via if not _allowed(m))
+    if outside:
+        chains = "; ".join(" -> ".join(import_graph.chain(via, m)) for m in outside)
+        raise PackageError(
+            f"the Flink application may import only {list(ALLOWED_MODULES)} and {APP_PACKAGE}.*, but "
+            f"its imports reach {outside}: {chains}"
+        )
+    external = import_graph.external_imports(index, via)
+    return {m: index[m] for m in sorted(via)}, set(external)
+
+
+def _requirements(distribution: str) -> list[str]:
+    """Names of the distributions ``distribution`` needs without extras (markers evaluated here)."""
+    from packaging.requirements import Requirement
+
+    names = []
+    for spec in importlib.metadata.distribution(distribution).requires or []:
+        requirement = Requirement(spec)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            names.append(requirement.name)
+    return names
+
+
+def vendored_packages(imported: set[str]) -> list[str]:
+    """Top-level packages to vendor for these imports: the third-party ones not provided by the Flink
+    runtime, and the top-level packages of the distributions they require, transitively."""
+    third_party = sorted(
+        n for n in imported if n not in sys.stdlib_module_names and n not in RUNTIME_PROVIDED
+    )
+    if not third_party:
+        return []
+    providers = importlib.metadata.packages_distributions()
+    by_distribution: dict[str, list[str]] = {}
+    for top, dists in providers.items():
+        for dist in dists:
+            by_distribution.setdefault(dist.lower().replace("_", "-"), []).append(top)
+    packages: set[str] = set()
+    todo = []
+    for name in third_party:
+        if name not in providers:
+            raise PackageError(
+                f"the Flink application imports {name!r}, which no installed distribution provides"
+            )
+        todo += providers[name]
+    seen: set[str] = set()
+    while todo:
+        dist = todo.pop().lower().replace("_", "-")
+        if dist in seen:
+            continue
+        seen.add(dist)
+        packages.update(t for t in by_distribution.get(dist, []) if not t.startswith("_"))
+        todo += _requirements(dist)
+    return sorted(packages)
+
+
+def _vendor_files(name: str) -> list[tuple[str, Path]]:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise PackageError(f"vendored package {name!r} is not importable here")
+    if not spec.submodule_search_locations:
+        return [(f"vendor/{Path(spec.origin).name}", Path(spec.origin))]
+    root = Path(spec.origin).parent
     return [
-        (f"vendor/{root.name}/{p.relative_to(root).as_posix()}", p)
+        (f"vendor/{name}/{p.relative_to(root).as_posix()}", p)
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.suffix not in (".so", ".pyd", ".pyc", ".c") and "__pycache__" not in p.parts
+        if p.is_file() and p.suffix not in _NOT_VENDORED and "__pycache__" not in p.parts
     ]
 
 
@@ -83,19 +171,26 @@ def check_connector_jar(path: Path) -> None:
 
 
 def application_files(kinesis_connector_jar: Path | None = None) -> list[tuple[str, Path]]:
-    """(name in zip, source path) of every file of the application."""
-    files = [("main.py", REPO_INCLUDE / "flink_app" / "main.py")]
-    files += [(f"include/{name}", REPO_INCLUDE / name) for name in APP_MODULES]
+    """(name in zip, source path) of every file of the application, derived as the module docstring says."""
+    modules, imported = application_modules()
+    files = [("main.py", modules[ENTRY_MODULE])]
+    files += [(path.relative_to(SOURCE_ROOT).as_posix(), path) for path in modules.values()]
     files += [
-        (f"include/sql/flink/{p.name}", p) for p in sorted((REPO_INCLUDE / "sql" / "flink").glob("*.sql"))
+        (path.relative_to(SOURCE_ROOT).as_posix(), path)
+        for path in templates.template_files(flink_job.TEMPLATES)
     ]
-    files += _package_files(jinja2) + _package_files(markupsafe)
+    for package in vendored_packages(imported):
+        files += _vendor_files(package)
     if kinesis_connector_jar is not None:
         check_connector_jar(kinesis_connector_jar)
         files.append((f"lib/{kinesis_connector_jar.name}", kinesis_connector_jar))
     for name, path in files:
         if not path.is_file():
             raise PackageError(f"application file {path} (zip entry {name}) is missing")
+    names = [name for name, _ in files]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PackageError(f"two files for the same zip entries {duplicates}")
     return sorted(files)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from include.sessions import contract as contract_module
 from include.sessions.contract import SessionContract
@@ -96,6 +97,32 @@ def template_names(engine: str) -> list[str]:
     if engine not in ("flink", "batch") or not folder.is_dir():
         raise TemplateError(f"engine must be 'flink' or 'batch', got {engine!r}")
     return sorted(f"{engine}/{p.name}" for p in folder.glob("*.sql") if not p.name.startswith("_"))
+
+
+def template_files(names: list[str] | tuple[str, ...]) -> list[Path]:
+    """The files rendering these templates reads: each one and what it imports or includes, transitively.
+
+    The Managed Flink zip carries exactly these (see :mod:`include.flink_app.package`).
+    """
+    env = _environment()
+    seen: dict[str, Path] = {}
+    todo = [n if n.endswith(".sql") else f"{n}.sql" for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            source, filename, _ = env.loader.get_source(env, name)
+        except jinja2.TemplateNotFound:
+            raise TemplateError(f"no SQL template {name!r} under {SQL_DIR}") from None
+        seen[name] = Path(filename)
+        for referenced in jinja2.meta.find_referenced_templates(env.parse(source, name, filename)):
+            if referenced is None:
+                raise TemplateError(
+                    f"template {name!r} imports a template whose name is computed at render time"
+                )
+            todo.append(referenced)
+    return sorted(seen.values())
 
 
 def render(template_name: str, contract: SessionContract, **connector_options: Any) -> str:

@@ -1,16 +1,15 @@
-"""The contract, the template rendering, the job configuration, packaging and the CLI's input checks (no JVM)."""
+"""The contract, the template rendering, the job configuration and the CLI's input checks (no JVM).
+
+The application zip and its entry point are tested in tests/flink_app.
+"""
 
 from __future__ import annotations
 
 import json
-import zipfile
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from include.flink_app import flink_job, package
-from include.flink_app import main as app_main
+from include.flink_app import flink_job
 from include.sessions import templates
 from include.sessions.contract import ContractError, SessionContract, iso_ms
 from localdev import cli
@@ -138,81 +137,6 @@ def test_kinesis_job_properties_render_the_aws_connector_and_s3_sinks():
 def test_job_properties_errors_name_group_and_key(groups, message):
     with pytest.raises(flink_job.JobConfigError, match=message):
         flink_job.job_from_properties(groups)
-
-
-def test_application_properties_file_is_read_from_the_env_path(tmp_path):
-    groups = {
-        "consumer.config.0": {"connector": "filesystem", "path": "/in"},
-        "sink.config.0": {"output.path": "/o"},
-    }
-    path = tmp_path / "props.json"
-    path.write_text(json.dumps(flink_job.to_application_properties(groups)))
-    loaded, is_local = app_main.load_properties({app_main.LOCAL_PROPERTIES_ENV: str(path)})
-    assert loaded == groups and is_local
-    path.write_text(json.dumps({"PropertyGroupId": "x"}))
-    with pytest.raises(flink_job.JobConfigError, match="must be a JSON list"):
-        app_main.load_properties({app_main.LOCAL_PROPERTIES_ENV: str(path)})
-
-
-def _fake_connector(path):
-    with zipfile.ZipFile(path, "w") as jar:
-        jar.writestr(
-            package.KINESIS_FACTORY_SERVICE,
-            "org.apache.flink.connector.kinesis.table.KinesisDynamicTableFactory\n",
-        )
-    return path
-
-
-def test_package_builds_a_self_contained_deterministic_zip(tmp_path):
-    jar = _fake_connector(tmp_path / "flink-sql-connector-aws-kinesis-streams-6.0.0-2.0.jar")
-    first = package.build(tmp_path / "a.zip", jar)
-    second = package.build(tmp_path / "b.zip", jar)
-    assert first["sha256"] == second["sha256"]
-    names = zipfile.ZipFile(tmp_path / "a.zip").namelist()
-    for needed in (
-        "main.py",
-        "include/flink_app/flink_job.py",
-        "include/sql/flink/views.sql",
-        "vendor/jinja2/__init__.py",
-        "vendor/markupsafe/__init__.py",
-        f"lib/{jar.name}",
-    ):
-        assert needed in names
-    assert not any(n.endswith(".so") or "duckdb" in n for n in names)
-    assert first["run_options"] == {"python": "main.py", "jarfile": f"lib/{jar.name}"}
-    not_a_jar = tmp_path / "x.jar"
-    not_a_jar.write_text("nope")
-    with pytest.raises(package.PackageError, match="is not a jar"):
-        package.build(tmp_path / "c.zip", not_a_jar)
-
-
-def test_packaged_main_imports_from_the_zip(tmp_path):
-    """Unzipped, main.py finds include/ and the vendored jinja2 first (Managed Flink installs no packages)."""
-    import subprocess
-    import sys
-
-    package.build(tmp_path / "app.zip")
-    root = tmp_path / "app"
-    zipfile.ZipFile(tmp_path / "app.zip").extractall(root)
-    code = (
-        "import runpy, sys; m = runpy.run_path('main.py', run_name='not_main'); "
-        "import jinja2, include.flink_app.flink_job as j; print(jinja2.__file__); print(j.__file__)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-    ).stdout
-    jinja_file, job_file = out.split()
-    assert jinja_file.startswith(str(root / "vendor")) and job_file.startswith(str(root / "include"))
-
-
-@mock_aws
-def test_upload_puts_the_zip_in_s3(tmp_path):
-    package.build(tmp_path / "app.zip")
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="clickstream-artifacts")
-    result = package.upload(s3, "clickstream-artifacts", "flink/app.zip", tmp_path / "app.zip")
-    body = s3.get_object(Bucket="clickstream-artifacts", Key="flink/app.zip")["Body"].read()
-    assert body == (tmp_path / "app.zip").read_bytes() and result["etag"]
 
 
 def _write(tmp_path, lines):
