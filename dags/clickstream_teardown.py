@@ -41,12 +41,14 @@ with DAG(
     @task
     def check_confirmation(params=None) -> dict:
         """Fail at once, naming the expected value, unless `confirm` is this environment's bucket name."""
+        from dataclasses import asdict
+
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.provision.teardown import confirmed
 
         try:
-            return confirmed(params).__dict__
+            return asdict(confirmed(params))
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from exc
 

@@ -32,30 +32,31 @@ def dags():
     return bag.dags
 
 
-def _dag_ids() -> list[str]:
-    from airflow.dag_processing.dagbag import DagBag
-
-    return sorted(DagBag(dag_folder=str(REPO / "dags")).dag_ids)
-
-
-@pytest.mark.parametrize("dag_id", _dag_ids())
-def test_every_dag_param_matches_its_typed_source(dags, dag_id):
-    dag = dags[dag_id]
-    source = TYPED_SOURCES.get(dag_id)
-    if source is None:
-        assert not dag.params, (
-            f"{dag_id} has params {sorted(dag.params)} but no typed source: declare them on a dataclass with "
-            "include.dag_params.param(), build the DAG's params with airflow_params(), and add the class to "
-            "TYPED_SOURCES in tests/dags/test_dag_params.py"
-        )
-        return
-    specs = param_specs(source)
-    assert list(dag.params) == list(specs), f"{dag_id}: params differ from {source.__name__}'s fields"
-    for name, spec in specs.items():
-        param = dag.params.get_param(name)
-        assert param.value == spec.default, f"{dag_id}.{name}: default {param.value!r} vs {spec.default!r}"
-        assert param.schema == spec.schema(), f"{dag_id}.{name}: schema {param.schema} vs {spec.schema()}"
-        assert param.description == spec.description and spec.description, f"{dag_id}.{name}: description"
+def test_every_dag_param_matches_its_typed_source(dags):
+    problems = []
+    for dag_id, dag in sorted(dags.items()):
+        source = TYPED_SOURCES.get(dag_id)
+        if source is None:
+            if dag.params:
+                problems.append(
+                    f"{dag_id} has params {sorted(dag.params)} but no typed source: declare them on a dataclass "
+                    "with include.dag_params.param(), build the DAG's params with airflow_params(), and add the "
+                    "class to TYPED_SOURCES in tests/dags/test_dag_params.py"
+                )
+            continue
+        specs = param_specs(source)
+        if list(dag.params) != list(specs):
+            problems.append(f"{dag_id}: params {list(dag.params)} vs {source.__name__} fields {list(specs)}")
+            continue
+        for name, spec in specs.items():
+            param = dag.params.get_param(name)
+            if param.value != spec.default:
+                problems.append(f"{dag_id}.{name}: default {param.value!r} vs {spec.default!r}")
+            if param.schema != spec.schema():
+                problems.append(f"{dag_id}.{name}: schema {param.schema} vs {spec.schema()}")
+            if param.description != spec.description or not spec.description:
+                problems.append(f"{dag_id}.{name}: description {param.description!r} vs {spec.description!r}")
+    assert problems == []
 
 
 @pytest.mark.parametrize("dag_id", sorted(TYPED_SOURCES))
