@@ -11,7 +11,7 @@ ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 endif
 
-.PHONY: help bootstrap sync requirements up down status demo test test-fast lint format bench airflow airflow-down clean
+.PHONY: help bootstrap sync browser requirements up down status demo test test-fast lint format bench airflow airflow-down clean
 
 help:
 	@echo "make demo    - start the local AWS endpoint and run the pipeline through Airflow (prints where data landed)"
@@ -48,7 +48,13 @@ status: sync
 demo: sync
 	$(RUN) python -m localdev.demo --port $(PORT)
 
-test: sync
+# The Clickstream page's browser test drives Debian's chromium (Playwright, never `playwright install`).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (apt-get) for the browser test"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: sync browser
 	$(RUN) ruff check .
 	$(RUN) pytest
 
