@@ -208,7 +208,7 @@ def _stream_status(kinesis: Any, name: str) -> str | None:
 
 # --------------------------------------------------------------------------------------------------- SNS / SQS
 def delete_alerts(sns: Any, sqs: Any, settings: Settings) -> Changes:
-    """Every subscription of the alert topic, the topic, and the SQS inbox.
+    """Every subscription of the alert topic, the topic, and the SQS inbox (waiting until it is gone).
 
     On AWS a deleted queue's name can be reused only after 60 seconds: a setup right after a teardown may
     need a retry (the setup DAG retries its tasks).
@@ -228,16 +228,30 @@ def delete_alerts(sns: Any, sqs: Any, settings: Settings) -> Changes:
             changes[f"sns-subscription:{sub['Protocol']}:{sub['Endpoint']}"] = "deleted"
         sns.delete_topic(TopicArn=topic_arn)
         changes[f"sns:{settings.alert_topic}"] = "deleted"
-    try:
-        queue_url = sqs.get_queue_url(QueueName=settings.alert_queue)["QueueUrl"]
-    except ClientError as exc:
-        if error_code(exc) not in MISSING_QUEUE_CODES:
-            raise
+    queue_url = _queue_url(sqs, settings.alert_queue)
+    if queue_url is None:
         changes[f"sqs:{settings.alert_queue}"] = "absent"
     else:
         sqs.delete_queue(QueueUrl=queue_url)
+        # AWS takes up to 60 s to delete a queue; until then it is still listed and found.
+        deadline = time.monotonic() + TIMEOUT_S
+        while queue_url is not None:
+            queue_url = _wait_step(
+                deadline,
+                lambda: _queue_url(sqs, settings.alert_queue),
+                f"SQS queue {settings.alert_queue} gone",
+            )
         changes[f"sqs:{settings.alert_queue}"] = "deleted"
     return changes
+
+
+def _queue_url(sqs: Any, name: str) -> str | None:
+    try:
+        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as exc:
+        if error_code(exc) in MISSING_QUEUE_CODES:
+            return None
+        raise
 
 
 # --------------------------------------------------------------------------------------------------- Glue

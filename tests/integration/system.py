@@ -22,6 +22,7 @@ The teardown then deletes everything setup created in that account.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -116,6 +117,15 @@ def leftover_resources(cfg: Settings | None = None) -> dict[str, list[str]]:
         except ClientError:
             tables = []
         note("glue-table", tables)
+    return left
+
+
+def settled_leftovers(timeout_s: float = 120) -> dict[str, list[str]]:
+    """:func:`leftover_resources` once it is empty, or what is still listed after ``timeout_s`` (AWS may list
+    a deleted queue or bucket for a while)."""
+    deadline = time.monotonic() + timeout_s
+    while (left := leftover_resources()) and time.monotonic() < deadline:
+        time.sleep(5)
     return left
 
 

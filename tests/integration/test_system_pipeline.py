@@ -16,6 +16,7 @@ the session's local endpoint).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -32,9 +33,9 @@ from include.producer import ProducerParams, generate
 from localdev.airflow_env import run_dag, task_result, task_states
 from tests.integration.lake import drain, read_lake, wait_for
 from tests.integration.system import (
-    leftover_resources,
     sandbox_account,
     sandbox_connection,
+    settled_leftovers,
     teardown_conf,
 )
 
@@ -67,26 +68,21 @@ class System:
 @pytest.fixture(scope="module")
 def system(request, airflow_db):
     """TEST SETUP now, TEST TEARDOWN at the end of the module whatever happened in between (all_done)."""
-    conn = sandbox_connection()
-    if conn is None:
-        request.getfixturevalue("local_endpoint")
-        account = None
-    else:
-        account = sandbox_account(conn)
-        account.__enter__()
-    state = None
-    try:
-        run = run_dag("clickstream_setup")
-        state = System(task_result(run, "summary") or {})
-        assert run.state == "success", task_states(run)
-        yield state
-    finally:
+    with contextlib.ExitStack() as account:
+        conn = sandbox_connection()
+        if conn is None:
+            request.getfixturevalue("local_endpoint")
+        else:
+            account.enter_context(sandbox_account(conn))
+        state = None
         try:
+            run = run_dag("clickstream_setup")
+            state = System(task_result(run, "summary") or {})
+            assert run.state == "success", task_states(run)
+            yield state
+        finally:
             if state is None or not state.torn_down:
                 run_dag("clickstream_teardown", conf=teardown_conf())
-        finally:
-            if account is not None:
-                account.__exit__(None, None, None)
 
 
 def _compact(hour: datetime, **params):
@@ -247,7 +243,7 @@ def test_teardown_deletes_everything_setup_created_and_a_second_finds_nothing(sy
     # Every resource setup reported is deleted, under the same key; nothing else of ours was found absent.
     assert set(system.setup_summary) <= set(deleted), set(system.setup_summary) - set(deleted)
     assert {k: v for k, v in deleted.items() if k in system.setup_summary and v != "deleted"} == {}
-    assert leftover_resources() == {}
+    assert settled_leftovers() == {}
 
     second = run_dag("clickstream_teardown", conf=teardown_conf())
     assert second.state == "success", task_states(second)
