@@ -5,13 +5,15 @@ Record the results in docs/performance.md. A single benchmark: ``python -m bench
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
 BENCHMARKS = ("dag_import_bench", "ingest_bench", "compaction_bench", "flink_bench", "freshness_bench")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m bench", description=__doc__).parse_args(argv)
     failed = []
     for name in BENCHMARKS:
         print(f"\n## bench.{name}\n", flush=True)

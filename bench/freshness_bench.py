@@ -25,10 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from bench.local_endpoint_bench import _free_pair
 from bench.machine import median, print_machine
 from include.config import Settings
 from include.flink_app.package import build, upload
@@ -36,7 +32,8 @@ from include.producer import KinesisWriter, ProducerParams, generate
 from include.producer.records import ms_to_datetime
 from include.provision import ensure_bucket, ensure_flink_application, ensure_stream
 from include.sessions.contract import SessionContract
-from localdev.aws.endpoint import LocalEndpoint
+from localdev.aws.clients import local_client
+from localdev.aws.endpoint import LocalEndpoint, free_port_pair
 from localdev.aws.flink.jobs import duration_ms
 from localdev.reference import check_records, sessionize, timestamp_ms
 
@@ -44,14 +41,7 @@ REGION = "us-east-1"
 
 
 def _client(url: str, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-    )
+    return local_client(service, url, REGION, retries={"max_attempts": 5, "mode": "standard"})
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -178,7 +168,7 @@ def run_config(name: str, checkpoint_ms: int, rollover: str, args: argparse.Name
 
     with (
         tempfile.TemporaryDirectory(prefix="freshness-bench-") as tmp,
-        LocalEndpoint(port=_free_pair(), state_dir=Path(tmp) / "aws") as ep,
+        LocalEndpoint(port=free_port_pair(), state_dir=Path(tmp) / "aws") as ep,
     ):
         s3, kinesis, kda = (_client(ep.url, s) for s in ("s3", "kinesis", "kinesisanalyticsv2"))
         ensure_bucket(s3, settings.bucket, REGION)

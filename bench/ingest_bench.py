@@ -16,20 +16,12 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
-import boto3
-
-from bench.local_endpoint_bench import _free_pair
 from bench.machine import median, print_machine
 from include.config import Settings
 from include.producer import KinesisWriter, ProducerParams, generate
 from include.provision import ensure_bucket, ensure_delivery_stream, ensure_stream
-from localdev.aws.endpoint import LocalEndpoint
-
-
-def _client(url: str, service: str):
-    return boto3.client(
-        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
-    )
+from localdev.aws.clients import local_client
+from localdev.aws.endpoint import LocalEndpoint, free_port_pair
 
 
 def _delivered(url: str, name: str) -> int:
@@ -46,13 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings(firehose_buffer_seconds=1)
-    port = _free_pair()
+    port = free_port_pair()
     put_rates, delivery_rates, end_to_end = [], [], []
     with tempfile.TemporaryDirectory() as state, LocalEndpoint(port=port, state_dir=state) as ep:
-        ensure_bucket(_client(ep.url, "s3"), settings.bucket, "us-east-1")
-        _, arn = ensure_stream(_client(ep.url, "kinesis"), settings)
-        ensure_delivery_stream(_client(ep.url, "firehose"), settings, arn)
-        kinesis = _client(ep.url, "kinesis")
+        ensure_bucket(local_client("s3", ep.url), settings.bucket, "us-east-1")
+        _, arn = ensure_stream(local_client("kinesis", ep.url), settings)
+        ensure_delivery_stream(local_client("firehose", ep.url), settings, arn)
+        kinesis = local_client("kinesis", ep.url)
         params = ProducerParams(
             users=int(args.events_per_second * 100) + 1, events_per_second=args.events_per_second
         )

@@ -8,40 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import tempfile
 import threading
 import time
 import urllib.request
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from include.config import PARTITION_QUERY, Settings
-from localdev.aws.endpoint import LocalEndpoint, port_is_free
+from localdev.aws.clients import local_client
+from localdev.aws.endpoint import LocalEndpoint, free_port_pair
 
 ROLE = "arn:aws:iam::123456789012:role/bench"
 
 
-def _free_pair() -> int:
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < 65535 and port_is_free(port + 1):
-            return port
-    raise RuntimeError("no free pair of ports")
-
-
 def _client(url: str, service: str) -> Any:
-    return boto3.session.Session().client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=16),
+    return local_client(
+        service, url, retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=16
     )
 
 
@@ -94,7 +76,7 @@ def run(records: int, put_sample: int, threads: int) -> dict:
     settings = Settings()
     with (
         tempfile.TemporaryDirectory(prefix="local-aws-bench-") as state,
-        LocalEndpoint(_free_pair(), state) as ep,
+        LocalEndpoint(free_port_pair(), state) as ep,
     ):
         kinesis = _client(ep.url, "kinesis")
         results: dict[str, Any] = {"records": records}

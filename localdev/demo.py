@@ -34,15 +34,9 @@ DEMO_FLINK_ROLLOVER = "5 s"
 
 
 def _s3(url: str):
-    import boto3
+    from localdev.aws.clients import local_client
 
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return local_client("s3", url)
 
 
 def _raw_inventory(s3, bucket: str) -> tuple[dict[str, list[int]], Counter, set[str], set[bytes]]:

@@ -70,15 +70,9 @@ def airflow_db():
 
 @pytest.fixture(scope="session")
 def aws_clients(local_endpoint):
-    import boto3
+    from localdev.aws.clients import local_client
 
     def make(service: str):
-        return boto3.client(
-            service,
-            endpoint_url=local_endpoint.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return local_client(service, local_endpoint.url)
 
     return make

@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 
 import boto3
 import botocore.session
-from botocore.config import Config
 from botocore.model import OperationModel, ServiceModel, Shape
+
+from localdev.aws.clients import DEFAULT_REGION, local_client
 
 #: moto's default account; every ARN the companion mints uses it so they agree with moto's ARNs.
 DEFAULT_ACCOUNT_ID = "123456789012"
-DEFAULT_REGION = "us-east-1"
 
 
 class AwsError(Exception):
@@ -78,20 +78,18 @@ class CompanionContext:
         with _CLIENT_LOCK:
             cached = _CLIENTS.get((self.moto_url, key))
             if cached is None:
-                cfg = Config(
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    connect_timeout=5,
-                    read_timeout=60,
-                    max_pool_connections=32,
-                    **config,
-                )
-                cached = _SESSION.client(
+                cached = local_client(
                     service,
-                    region_name=region,
-                    endpoint_url=self.moto_url,
-                    aws_access_key_id="local",
-                    aws_secret_access_key="local",
-                    config=cfg,
+                    self.moto_url,
+                    region,
+                    session=_SESSION,
+                    **{
+                        "retries": {"max_attempts": 3, "mode": "standard"},
+                        "connect_timeout": 5,
+                        "read_timeout": 60,
+                        "max_pool_connections": 32,
+                        **config,
+                    },
                 )
                 _CLIENTS[(self.moto_url, key)] = cached
             return cached

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -43,7 +44,21 @@ def port_is_free(port: int, host: str = HOST) -> bool:
         return True
 
 
-def _cmdline(pid: int) -> list[str] | None:
+def free_port_pair() -> int:
+    """A port p such that p and p + 1 are both free on 127.0.0.1 (the companion and moto), for a throwaway endpoint.
+
+    Drawn at random from 20000-60000 (even ports, below the usual ephemeral range), so that endpoints started
+    side by side by parallel test or benchmark runs rarely collide.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 60000, 2)
+        if port_is_free(port) and port_is_free(port + 1):
+            return port
+    raise EndpointError("no free pair of ports found on 127.0.0.1 (tried 200 in 20000-60000)")
+
+
+def process_cmdline(pid: int) -> list[str] | None:
     """The command line of a live, non-zombie process, or None."""
     proc = Path(f"/proc/{pid}")
     if proc.exists():
@@ -98,7 +113,7 @@ class _Proc:
     def is_ours(self, pid: int | None) -> bool:
         if pid is None:
             return False
-        cmd = _cmdline(pid)
+        cmd = process_cmdline(pid)
         return bool(cmd) and self.marker in cmd and str(self.port) in cmd
 
     def running_pid(self) -> int | None:
@@ -363,7 +378,7 @@ class LocalEndpoint:
             if proc.popen is not None and proc.popen.pid == pid:
                 if proc.popen.poll() is not None:
                     return
-            elif _cmdline(pid) is None:
+            elif process_cmdline(pid) is None:
                 return
             time.sleep(0.05)
         raise EndpointError(f"{proc.name} (pid {pid}) did not exit within {timeout:.0f}s")

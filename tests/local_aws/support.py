@@ -6,7 +6,6 @@ import http.client
 import ipaddress
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -17,32 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from localdev.aws.endpoint import LocalEndpoint, port_is_free
+from localdev.aws.clients import local_client
+from localdev.aws.endpoint import LocalEndpoint
+from localdev.aws.endpoint import free_port_pair as free_port_pair  # the tests' import of it
 
 REGION = "us-east-1"
 
 
-def free_port_pair() -> int:
-    """A port p such that p and p + 1 are both free on 127.0.0.1 (the companion and moto)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 60000, 2)
-        if port_is_free(port) and port_is_free(port + 1):
-            return port
-    raise RuntimeError("no free pair of ports found")
-
-
 def make_client(url: str, service: str, **config: Any) -> Any:
-    return boto3.session.Session().client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}, **config),
+    """A client of the endpoint at ``url`` that retries little, so that a failing call fails the test quickly."""
+    return local_client(
+        service, url, REGION, **{"retries": {"max_attempts": 2, "mode": "standard"}, **config}
     )
 
 

@@ -1,7 +1,7 @@
 """The local Flink job listens on loopback only: every LISTEN socket of its JVM and runner is 127.0.0.1 / ::1.
 
 The companion runs one mini-cluster per application (REST endpoint, RPC, blob server, py4j gateway, ...), on
-a machine whose other interfaces may be reachable. :func:`localdev.flink_runner._runtime_config` binds
+a machine whose other interfaces may be reachable. :func:`localdev.flink_runner.runtime_config` binds
 them to 127.0.0.1; this checks what a real running job actually opened, from ``/proc``.
 """
 

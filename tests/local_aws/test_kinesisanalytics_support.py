@@ -27,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-from localdev.aws.endpoint import PROJECT_ROOT, _cmdline
+from localdev.aws.endpoint import PROJECT_ROOT, process_cmdline
 from localdev.aws.flink.jobs import (
     FAILED,
     FINISHED,
@@ -81,7 +81,7 @@ class FakeJobRunner:
         proc = self.children.get(handle.get("pid", -1))
         if proc is not None:
             return proc.poll() is None
-        cmd = _cmdline(int(handle.get("pid", -1)))
+        cmd = process_cmdline(int(handle.get("pid", -1)))
         return bool(cmd) and handle.get("work_dir") in cmd
 
     def status(self, handle: dict) -> JobStatus:

@@ -16,7 +16,7 @@ import pytest
 
 from localdev import flink_runner
 from localdev.aws.base import AwsError
-from localdev.aws.firehose.delivery import SourceRecord
+from localdev.aws.firehose.sources import SourceRecord
 from localdev.aws.flink import store
 from localdev.aws.flink.bridge import Bridge, arrival_key, parse_start, to_line
 from localdev.aws.flink.jobs import (
@@ -436,7 +436,7 @@ def test_bridge_waits_for_pickup_except_for_a_restored_unread_file(endpoint, cli
 
 
 def test_flink_config_passes_table_options_and_refuses_what_breaks_a_local_run(tmp_path):
-    runtime = flink_runner._runtime_config(tmp_path, 1000, 200, None)
+    runtime = flink_runner.runtime_config(tmp_path, 1000, 200, None)
     allowed = {
         "table.exec.source.idle-timeout": "1 s",
         "pipeline.name": "mine",
@@ -483,7 +483,7 @@ def test_orphaned_jobs_are_killed_only_when_their_job_dir_vouches_for_them(tmp_p
         handle = flink_runner.JobHandle(
             job_dir, runner_pid, "continuous", tmp_path, tmp_path, None, jvm_marker="m-123"
         )
-        handle._save()
+        handle.save()
         (job_dir / "status.json").write_text(json.dumps({"state": "RUNNING", "jvm_pid": jvm_pid}))
 
     strangers = [_sleeper(), _sleeper("-Dclickstream.flink.job=other")]

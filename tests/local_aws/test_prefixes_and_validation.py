@@ -11,7 +11,7 @@ import pytest
 
 from include.config import PARTITION_QUERY, Settings
 from localdev.aws.base import AwsError, validate_and_decode, validation_error
-from localdev.aws.firehose.delivery import PartitionFailure, extract_partition_keys
+from localdev.aws.firehose.partitioning import PartitionFailure, extract_partition_keys
 from localdev.aws.firehose.prefixes import PrefixError, PrefixTemplate, java_date_formatter
 from localdev.aws.firehose.streams import build_plan, normalise_destination
 

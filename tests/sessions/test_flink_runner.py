@@ -83,6 +83,6 @@ def test_a_killed_runner_reads_as_failed_not_running(tmp_path):
         tmp_path / "spool", tmp_path / "out", CONTRACT, tmp_path / "ck", job_dir=tmp_path / "job"
     )
     os.killpg(handle.pid, signal.SIGKILL)
-    handle._process.wait(timeout=30)
+    handle.process.wait(timeout=30)
     status = fr.job_status(fr.JobHandle.load(handle.job_dir))  # as another process would see it
     assert status.state == fr.FAILED and "exited" in status.failure

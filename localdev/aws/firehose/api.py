@@ -13,7 +13,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from localdev.aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
-from localdev.aws.firehose.delivery import DeliveryWorker, Spool
+from localdev.aws.firehose.delivery import DeliveryWorker
+from localdev.aws.firehose.direct_put import Spool
 from localdev.aws.firehose.streams import (
     UNSUPPORTED_DESTINATIONS,
     StreamStore,

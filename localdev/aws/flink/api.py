@@ -16,15 +16,8 @@ sensor treat READY as a failure — with the reason in ``ApplicationDescription`
 ``DescribeApplicationOperation`` (for a start) and in the companion log.
 
 How a run works locally (the job, the Kinesis bridge, the output upload) is in :mod:`.runtime`; the spool's
-ordering and snapshot consistency in :mod:`.spool` and :mod:`.bridge`.
-
-Companion restarts. On SIGTERM (``restart-companion``, ``down``) the companion stops each running job with an
-internal savepoint, or kills a job that has not checkpointed yet (it committed nothing), and the next companion
-resumes it from there, or starts that run over; the application stays RUNNING throughout and no session is lost
-or repeated. After a kill -9 the job process outlives the companion; the next companion re-adopts it by its
-handle (``apps/<app>/job.json``) when it is still alive, and otherwise marks the application failed (READY).
-``down`` (and an ``up`` that starts over) kills the job processes a killed companion left behind, found by the
-PIDs their job directories record and checked by command line (:func:`localdev.aws.flink.jobs.kill_orphaned_jobs`).
+ordering and snapshot consistency in :mod:`.spool` and :mod:`.bridge`. The runs themselves (each application's
+current run, its events, companion restarts) are kept by :class:`.runs.Runs`.
 
 Debug routes (not AWS): ``GET /_companion/kinesisanalytics/<name>`` (bridge, uploader, job handle) and
 ``POST /_companion/kinesisanalytics/<name>/upload`` (upload committed output now).
@@ -33,15 +26,14 @@ Debug routes (not AWS): ``GET /_companion/kinesisanalytics/<name>`` (bridge, upl
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from localdev.aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
-from localdev.aws.flink.jobs import JobRunner, RunnerError, load_runner
-from localdev.aws.flink.runtime import AppRuntime
+from localdev.aws.flink.jobs import RunnerError
+from localdev.aws.flink.runs import Runs
 from localdev.aws.flink.store import (
     DEFAULT_RESTORE,
     FLINK_RUNTIMES_PREFIX,
@@ -94,254 +86,16 @@ class KinesisAnalyticsHandler(ServiceHandler):
         super().__init__(context)
         self.store = ApplicationStore(context.state_dir)
         self.lock = self.store.lock
-        self.runtimes: dict[str, AppRuntime] = {}
-        self._runner: JobRunner | None = None
-
-    @property
-    def runner(self) -> JobRunner:
-        if self._runner is None:
-            self._runner = load_runner()
-        return self._runner
-
-    def _app_dir(self, key: str):
-        return self.context.state_dir / "apps" / key.replace("/", "__")
-
-    def _runtime(self, app: dict) -> AppRuntime:
-        key = self.store.key(app["region"], app["name"])
-        return AppRuntime(
-            copy.deepcopy(app), self._app_dir(key), self.runner, self.context.client, self, self.log
-        )
+        self.runs = Runs(self.store, context, self.log)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
         """Resume what the previous companion left: finish deletes, re-adopt or resume running jobs."""
-        resumed = 0
-        with self.lock:
-            for key, app in list(self.store.apps.items()):
-                if app["status"] == "DELETING":
-                    self._finish_delete(key)
-                    continue
-                if app["status"] in ("STARTING", "RUNNING", "UPDATING", "STOPPING", "FORCE_STOPPING"):
-                    resumed += self._resume(key, app)
-            self.store.save()
-        self.log.info("kinesisanalytics: %d applications, %d runs resumed", len(self.store.apps), resumed)
-
-    def _resume(self, key: str, app: dict) -> int:
-        job_file = self._app_dir(key) / "job.json"
-        suspended = app.pop("suspended", None)
-        handle = restore = None
-        if job_file.exists():
-            try:
-                job = json.loads(job_file.read_text())
-                handle, restore = job.get("handle"), job.get("restore")
-            except ValueError:
-                handle = None
-        stopping = app["status"] in ("STOPPING", "FORCE_STOPPING")
-        if handle is not None:
-            try:
-                alive = self.runner.status(handle).state in ("STARTING", "RUNNING")
-            except Exception as exc:
-                self.log.warning("kinesisanalytics: cannot check the job of %s: %s", key, exc)
-                alive = False
-            if alive:
-                runtime = self._runtime(app)
-                try:
-                    runtime.adopt(handle, running=app["status"] == "RUNNING", restore=restore)
-                except Exception as exc:  # e.g. its stream is gone: the run cannot go on, the companion can
-                    runtime._fail(f"the running job could not be taken over after a companion restart: {exc}")
-                    self._set_failed(
-                        app, f"the running job could not be taken over after a companion restart: {exc}"
-                    )
-                    return 0
-                self.runtimes[key] = runtime
-                if stopping:
-                    runtime.stop(force=True, snapshot_name=None)
-                self.log.info("kinesisanalytics: re-adopted the running job of %s", key)
-                return 1
-        if stopping:
-            app["status"] = "READY"
-            self._close_ops(app, "SUCCESSFUL")
-            return 0
-        if suspended is not None:
-            runtime = self._runtime(app)
-            self.runtimes[key] = runtime
-            if suspended.get("kind") == "rerun":  # stopped before its first checkpoint: start it over
-                runtime.start(suspended.get("restore"), bool(app.get("allow_non_restored")))
-                self.log.info("kinesisanalytics: restarting %s, which was still starting at shutdown", key)
-            else:
-                runtime.start(suspended, bool(app.get("allow_non_restored")))
-                self.log.info("kinesisanalytics: resuming %s from its companion-shutdown savepoint", key)
-            return 1
-        self._set_failed(
-            app, "the Flink job was gone when the companion restarted (no savepoint to resume from)"
-        )
-        return 0
+        self.runs.resume_all()
 
     def stop(self) -> None:
         """SIGTERM: stop running jobs with an internal savepoint; the next companion resumes them."""
-        with self.lock:
-            runtimes = list(self.runtimes.items())
-        for key, runtime in runtimes:
-            saved = runtime.suspend()
-            with self.lock:
-                app = self.store.apps.get(key)
-                if app is not None and saved is not None:
-                    app["suspended"] = saved
-                    self.log.info(
-                        "kinesisanalytics: %s suspended (%s)", key, saved.get("savepoint") or "rerun"
-                    )
-        with self.lock:
-            self.store.save()
-
-    # -- runtime events --------------------------------------------------------------------------------------
-    def _live(self, runtime: AppRuntime) -> dict | None:
-        """The application record a runtime belongs to, if it is still that application's current run."""
-        app = self.store.apps.get(runtime.key)
-        if app is None or self.runtimes.get(runtime.key) is not runtime:
-            return None
-        return app
-
-    def running(self, runtime: AppRuntime) -> None:
-        with self.lock:
-            app = self._live(runtime)
-            if app is None or app["status"] not in ("STARTING", "UPDATING"):
-                return
-            app["status"] = "RUNNING"
-            app.pop("failure", None)
-            self._close_ops(app, "SUCCESSFUL", ("StartApplication", "UpdateApplication"))
-            self.store.save()
-        self.log.info("kinesisanalytics: %s is RUNNING", runtime.key)
-
-    def failed(self, runtime: AppRuntime, reason: str) -> None:
-        with self.lock:
-            app = self._live(runtime)
-            if app is None:
-                return
-            self.runtimes.pop(runtime.key, None)
-            self._set_failed(app, reason)
-            self.store.save()
-
-    def _set_failed(self, app: dict, reason: str) -> None:
-        app["status"] = "READY"
-        app["failure"] = {"time": now_epoch(), "reason": reason}
-        app.pop("pending_update_restart", None)
-        self._close_ops(app, "FAILED", error=reason)
-        self.log.error("kinesisanalytics: %s failed: %s", app["name"], reason)
-
-    def stopped(self, runtime: AppRuntime, snapshot: dict | None) -> None:
-        restart = None
-        with self.lock:
-            app = self._live(runtime)
-            if app is None:
-                return
-            self.runtimes.pop(runtime.key, None)
-            error = None
-            if snapshot is not None and snapshot.get("error"):
-                error = f"the snapshot {snapshot['name']} could not be taken: {snapshot['error']}"
-            elif snapshot is not None:
-                self._record_snapshot(app, snapshot, version=runtime.app["version"])
-            if app.pop("pending_update_restart", False) and error is None:
-                restart = snapshot
-                app["status"] = "UPDATING"
-            else:
-                forced = app["status"] == "FORCE_STOPPING"
-                app["status"] = "READY"
-                if error and forced:  # the forced stop killed the job during the snapshot: as asked
-                    self._close_forced_stop(app, error)
-                elif error:
-                    self._close_ops(app, "FAILED", error=error)
-                    app["failure"] = {"time": now_epoch(), "reason": error}
-                else:
-                    self._close_ops(app, "SUCCESSFUL", ("StopApplication",))
-                    self._close_ops(
-                        app, "FAILED", ("StartApplication",), error="stopped before it was running"
-                    )
-            if app["status"] == "UPDATING":
-                new_runtime = self._runtime(app)
-                self.runtimes[runtime.key] = new_runtime
-                new_runtime.start(restart, bool(app.get("allow_non_restored")))
-            self.store.save()
-        self.log.info(
-            "kinesisanalytics: %s stopped%s", runtime.key, " (restarting for an update)" if restart else ""
-        )
-
-    def _close_forced_stop(self, app: dict, error: str) -> None:
-        """A forced stop overtook a stop with snapshot: the forced one succeeded, the snapshot one did not."""
-        for op in app.get("operations", []):
-            if op["operation"] == "StopApplication" and op["status"] == "IN_PROGRESS":
-                if op.get("force"):
-                    finish_operation(app, op["id"], "SUCCESSFUL")
-                else:
-                    finish_operation(
-                        app, op["id"], "FAILED", f"a forced stop ended the run before the snapshot ({error})"
-                    )
-        self._close_ops(app, "FAILED", ("StartApplication",), error="stopped before it was running")
-
-    def stop_failed(self, runtime: AppRuntime, reason: str) -> None:
-        """StopApplication's snapshot failed and the job runs on: that stop FAILED, the application is RUNNING.
-
-        As on AWS, the reason is the ErrorString of the failed operation (DescribeApplicationOperation); the
-        application is not marked failed, and another StopApplication (forced or not) can follow. A forced stop
-        that came in meanwhile goes on (FORCE_STOPPING).
-        """
-        with self.lock:
-            app = self._live(runtime)
-            if app is None:
-                return
-            if app["status"] == "STOPPING":
-                app["status"] = "RUNNING"
-            stops = [
-                op
-                for op in app.get("operations", [])
-                if op["operation"] == "StopApplication" and op["status"] == "IN_PROGRESS"
-            ]
-            if stops:  # the oldest open stop is the one that failed; a later (forced) one is still running
-                finish_operation(app, stops[0]["id"], "FAILED", reason)
-            self.store.save()
-        self.log.error("kinesisanalytics: stopping %s failed: %s", runtime.key, reason)
-
-    def snapshot_done(self, runtime: AppRuntime, name: str, snapshot: dict | None, error: str | None) -> None:
-        with self.lock:
-            app = self.store.apps.get(runtime.key)
-            if app is None:
-                return
-            snap = app.get("snapshots", {}).get(name)
-            if snap is None:
-                return
-            if snapshot is not None:
-                snap.update(
-                    status="READY",
-                    savepoint=snapshot["savepoint"],
-                    spool=snapshot["spool"],
-                    unpicked=snapshot.get("unpicked"),
-                )
-                self._close_ops(app, "SUCCESSFUL", ("CreateApplicationSnapshot",))
-            else:
-                snap["status"] = "FAILED"
-                snap["error"] = error
-                self._close_ops(app, "FAILED", ("CreateApplicationSnapshot",), error=error)
-            self.store.save()
-
-    def _record_snapshot(self, app: dict, snapshot: dict, version: int) -> None:
-        """An automatic snapshot of a stop; ``version`` is the one the stopped job ran (an update bumps it)."""
-        app.setdefault("snapshots", {})[snapshot["name"]] = {
-            "name": snapshot["name"],
-            "status": "READY",
-            "version": version,
-            "created": now_epoch(),
-            "savepoint": snapshot["savepoint"],
-            "spool": snapshot["spool"],
-            "unpicked": snapshot.get("unpicked"),
-            "auto": True,
-        }
-
-    @staticmethod
-    def _close_ops(
-        app: dict, status: str, operations: tuple[str, ...] | None = None, error: str | None = None
-    ) -> None:
-        for op in app.get("operations", []):
-            if op["status"] == "IN_PROGRESS" and (operations is None or op["operation"] in operations):
-                finish_operation(app, op["id"], status, error)
+        self.runs.suspend_all()
 
     # -- applications ----------------------------------------------------------------------------------------
     def CreateApplication(self, req: ServiceRequest) -> dict:
@@ -491,7 +245,7 @@ class KinesisAnalyticsHandler(ServiceHandler):
             new["last_updated"] = now
             op = new_operation(new, "UpdateApplication", (app["version"], new["version"]))
             if app["status"] == "RUNNING":
-                runtime = self.runtimes.get(self.store.key(req.region, name))
+                runtime = self.runs.runtimes.get(self.store.key(req.region, name))
                 new["status"] = "UPDATING"
                 snapshots = new["config"]["ApplicationSnapshotConfigurationDescription"]["SnapshotsEnabled"]
                 if runtime is not None:
@@ -522,20 +276,9 @@ class KinesisAnalyticsHandler(ServiceHandler):
             app["status"] = "DELETING"
             self.store.save()
         threading.Thread(
-            target=self._finish_delete, args=(key,), name=f"kda-delete-{name}", daemon=True
+            target=self.runs.finish_delete, args=(key,), name=f"kda-delete-{name}", daemon=True
         ).start()
         return {}
-
-    def _finish_delete(self, key: str) -> None:
-        runtime = self.runtimes.pop(key, None)
-        if runtime is not None:
-            runtime.stop(force=True, snapshot_name=None)
-            runtime.done.wait(60)
-        shutil.rmtree(self._app_dir(key), ignore_errors=True)
-        with self.lock:
-            self.store.apps.pop(key, None)
-            self.store.save()
-        self.log.info("kinesisanalytics: deleted %s", key)
 
     # -- start / stop ----------------------------------------------------------------------------------------
     def StartApplication(self, req: ServiceRequest) -> dict:
@@ -563,8 +306,8 @@ class KinesisAnalyticsHandler(ServiceHandler):
                 )
             op = new_operation(app, "StartApplication")
             app["status"] = "STARTING"
-            runtime = self._runtime(app)
-            self.runtimes[key] = runtime
+            runtime = self.runs.new_runtime(app)
+            self.runs.runtimes[key] = runtime
             self.store.save()
             runtime.start(copy.deepcopy(snapshot) if snapshot else None, bool(app.get("allow_non_restored")))
         self.log.info(
@@ -598,7 +341,7 @@ class KinesisAnalyticsHandler(ServiceHandler):
         with self.lock:
             app = self.store.get(req.region, name, req.account_id)
             status = app["status"]
-            runtime = self.runtimes.get(key)
+            runtime = self.runs.runtimes.get(key)
             if force:
                 if status not in FORCE_STOPPABLE:
                     raise AwsError(
@@ -646,7 +389,7 @@ class KinesisAnalyticsHandler(ServiceHandler):
                 raise invalid(f"Snapshot {snap_name} already exists for application {name}")
             if len(app.get("snapshots", {})) >= MAX_SNAPSHOTS:
                 raise AwsError("LimitExceededException", f"Application {name} has {MAX_SNAPSHOTS} snapshots")
-            runtime = self.runtimes.get(self.store.key(req.region, name))
+            runtime = self.runs.runtimes.get(self.store.key(req.region, name))
             app.setdefault("snapshots", {})[snap_name] = {
                 "name": snap_name,
                 "status": "CREATING",
@@ -706,7 +449,7 @@ class KinesisAnalyticsHandler(ServiceHandler):
             self.store.save()
             key = self.store.key(req.region, app["name"])
         if snap.get("savepoint"):
-            shutil.rmtree(self._app_dir(key) / "savepoints" / snap["name"], ignore_errors=True)
+            shutil.rmtree(self.runs.app_dir(key) / "savepoints" / snap["name"], ignore_errors=True)
         return {}
 
     # -- operations and tags ---------------------------------------------------------------------------------
@@ -787,15 +530,15 @@ class KinesisAnalyticsHandler(ServiceHandler):
         parts = [p for p in path.split("/") if p]
         with self.lock:
             if not parts and method == "GET":
-                return 200, {"applications": {k: self._stats(k) for k in sorted(self.store.apps)}}
+                return 200, {"applications": {k: self.runs.stats(k) for k in sorted(self.store.apps)}}
             if not parts:
                 return 405, {"error": "use GET"}
             key = self.store.key(region, parts[0])
             if key not in self.store.apps:
                 return 404, {"error": f"no application {parts[0]!r} in {region}"}
-            runtime = self.runtimes.get(key)
+            runtime = self.runs.runtimes.get(key)
         if len(parts) == 1 and method == "GET":
-            return 200, self._stats(key)
+            return 200, self.runs.stats(key)
         if parts[1:] == ["upload"] and method == "POST":
             if runtime is None or runtime.uploader is None:
                 return 409, {"error": f"application {parts[0]!r} has no running upload"}
@@ -803,21 +546,8 @@ class KinesisAnalyticsHandler(ServiceHandler):
                 count = runtime.uploader.sweep()
             except Exception as exc:
                 return 502, {"error": f"{type(exc).__name__}: {exc}"}
-            return 200, {"uploaded": count, **self._stats(key)}
+            return 200, {"uploaded": count, **self.runs.stats(key)}
         return 404, {"error": f"no route {method} {path!r}"}
-
-    def _stats(self, key: str) -> dict:
-        app = self.store.apps.get(key, {})
-        out: dict[str, Any] = {
-            "name": app.get("name"),
-            "status": app.get("status"),
-            "version": app.get("version"),
-            "failure": app.get("failure"),
-        }
-        runtime = self.runtimes.get(key)
-        if runtime is not None:
-            out["run"] = runtime.stats()
-        return out
 
 
 __all__ = ["KinesisAnalyticsHandler", "RunnerError"]

@@ -33,7 +33,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localdev.aws.firehose.delivery import KinesisSource, SourceRecord, _Shard
+from localdev.aws.firehose.sources import KinesisSource, Shard, SourceRecord
 from localdev.aws.flink.spool import Spool
 
 #: Stop reading Kinesis while this many records wait for the job to pick up the previous file.
@@ -64,7 +64,7 @@ class BridgeSource(KinesisSource):
         super().__init__(client, stream_arn, checkpoint, log)
         self.start_type, self.start_timestamp = start
 
-    def _iterator(self, shard: _Shard) -> str:
+    def _iterator(self, shard: Shard) -> str:
         if shard.iterator is None and shard.last_read is None and self.start_type != "TRIM_HORIZON":
             shard.iterator = self.client.get_shard_iterator(
                 StreamARN=self.stream_arn,

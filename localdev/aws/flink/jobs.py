@@ -285,7 +285,7 @@ class SessionsJobRunner:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        process = getattr(job, "_process", None)
+        process = getattr(job, "process", None)
         if process is not None:
             try:
                 process.wait(timeout=10)

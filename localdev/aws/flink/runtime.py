@@ -5,7 +5,8 @@ background threads and reports back through :class:`RuntimeEvents`, which the ha
 changes, snapshots and operation results. The local differences from AWS:
 
 * the job is the repository's own sessions job (:mod:`include.flink_app.flink_job`) run by the local runner;
-  the application's code zip is only checked to exist in S3 (a missing one fails the start as on AWS);
+  the application's code zip is only checked to exist in S3 (a missing one fails the start as on AWS; the
+  start-time checks and the local rewrite of the property groups are in :mod:`.plan`);
 * ``consumer.config.0`` (Kinesis) is served by the :mod:`.bridge` into a spool directory that the job reads
   with the filesystem connector; ``sink.config.0``'s ``s3://`` path becomes a local directory that the
   :mod:`.uploader` copies to S3; parallelism is always 1.
@@ -18,27 +19,24 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from localdev.aws.firehose.streams import atomic_write_json, parse_arn
-from localdev.aws.flink.bridge import Bridge, parse_start
+from localdev.aws.flink.bridge import Bridge
 from localdev.aws.flink.jobs import RUNNING, TERMINAL, JobRequest, JobRunner, RunnerError
+from localdev.aws.flink.plan import (
+    GROUP_CONSUMER,
+    MONITOR_INTERVAL_S,
+    LaunchError,
+    Plan,
+    checkpoint_interval_ms,
+    make_plan,
+)
 from localdev.aws.flink.spool import Spool, SpoolError
-from localdev.aws.flink.store import bucket_of
-from localdev.aws.flink.uploader import Uploader, parse_s3_url
+from localdev.aws.flink.uploader import Uploader
 
-GROUP_CONSUMER = "consumer.config.0"
-GROUP_SINK = "sink.config.0"
-#: Groups Managed Flink reads itself; not passed to the job.
-AWS_ONLY_GROUPS = ("kinesis.analytics.flink.run.options",)
-#: How often the local source lists the spool directory.
-MONITOR_INTERVAL = "500 ms"
-MONITOR_INTERVAL_S = 0.5
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 120.0
 #: How long a stop waits for the job to pick up the newest spool file before taking the savepoint.
@@ -50,11 +48,9 @@ STATUS_POLL_S = 0.5
 KEEP_RUNS = 5
 
 
-class LaunchError(Exception):
-    """The application cannot run as configured; the message is the failure reason users see."""
-
-
 class RuntimeEvents(Protocol):
+    """What a run reports to its owner (the handler's :class:`~localdev.aws.flink.runs.Runs`)."""
+
     def running(self, runtime: AppRuntime) -> None: ...
 
     def failed(self, runtime: AppRuntime, reason: str) -> None: ...
@@ -70,36 +66,11 @@ class RuntimeEvents(Protocol):
     ) -> None: ...
 
 
-@dataclass
-class Plan:
-    """What a run needs, derived once from the application's configuration."""
-
-    groups: dict[str, dict[str, str]]
-    stream_arn: str
-    start: tuple[str, float]
-    bucket: str
-    prefix: str
-    checkpoint_interval_ms: int
-
-
-def groups_of(app: dict) -> dict[str, dict[str, str]]:
-    descs = app["config"]["EnvironmentPropertyDescriptions"]["PropertyGroupDescriptions"]
-    return {g["PropertyGroupId"]: dict(g["PropertyMap"]) for g in descs}
-
-
 def local_path(location: str) -> Path:
     """A savepoint location as a local path (Flink reports ``file:/...`` URIs)."""
     if location.startswith("file:"):
         location = urlparse(location).path
     return Path(location).resolve()
-
-
-def checkpoint_interval_ms(app: dict) -> int:
-    """The job's checkpoint interval; sinks commit files on checkpoints, so output appears at this pace."""
-    checkpoint = app["config"]["FlinkApplicationConfigurationDescription"][
-        "CheckpointConfigurationDescription"
-    ]
-    return int(checkpoint["CheckpointInterval"])
 
 
 class AppRuntime:
@@ -148,85 +119,6 @@ class AppRuntime:
     def savepoint_dir(self, name: str) -> Path:
         return self.app_dir / "savepoints" / name
 
-    # -- planning (AWS's start-time checks) ----------------------------------------------------------------
-    def make_plan(self) -> Plan:
-        app = self.app
-        groups = groups_of(app)
-        consumer = groups.get(GROUP_CONSUMER)
-        sink = groups.get(GROUP_SINK)
-        if consumer is None:
-            raise LaunchError(f"property group {GROUP_CONSUMER!r} is missing: the job has no source")
-        if sink is None:
-            raise LaunchError(f"property group {GROUP_SINK!r} is missing: the job has no sink")
-        self._check_code()
-        local = {gid: dict(props) for gid, props in groups.items() if gid not in AWS_ONLY_GROUPS}
-        connector = consumer.get("connector", "kinesis").strip()
-        if connector != "kinesis":
-            raise LaunchError(
-                f"{GROUP_CONSUMER} connector {connector!r} is not supported locally: the local Managed Flink reads "
-                "a Kinesis stream (connector 'kinesis' with stream.arn) through the companion"
-            )
-        stream_arn = consumer.get("stream.arn", "").strip()
-        if not stream_arn:
-            raise LaunchError(f"{GROUP_CONSUMER} needs 'stream.arn' (got {consumer!r})")
-        try:
-            region = parse_arn(stream_arn, "kinesis", "stream")[0]
-        except Exception as exc:
-            raise LaunchError(f"{GROUP_CONSUMER} stream.arn: {getattr(exc, 'message', exc)}") from None
-        try:
-            self.client("kinesis", region).describe_stream_summary(StreamARN=stream_arn)
-        except ClientError as exc:
-            raise LaunchError(f"{GROUP_CONSUMER} stream.arn {stream_arn}: {describe_error(exc)}") from None
-        try:
-            start = parse_start(consumer, 0.0)
-        except ValueError as exc:
-            raise LaunchError(str(exc)) from None
-        output = sink.get("output.path", "").strip()
-        try:
-            bucket, prefix = parse_s3_url(output)
-        except ValueError as exc:
-            raise LaunchError(
-                f"{exc} (the local run writes a local directory that the companion uploads to S3)"
-            ) from None
-        try:
-            self.client("s3", app["region"]).head_bucket(Bucket=bucket)
-        except ClientError as exc:
-            raise LaunchError(
-                f"{GROUP_SINK} output.path {output}: bucket {bucket!r} is not reachable: {describe_error(exc)}"
-            ) from None
-        # The same groups with local connectors: the job reads the spool and writes the output directory.
-        local[GROUP_CONSUMER] = {
-            "connector": "filesystem",
-            "path": str(self.spool.source_dir()),
-            "source.monitor-interval": MONITOR_INTERVAL,
-        }
-        local[GROUP_SINK] = {**sink, "output.path": str(self.output_dir)}
-        try:
-            from include.flink_app.flink_job import JobConfigError, job_from_properties
-        except ImportError as exc:
-            raise LaunchError(f"the sessions job cannot be built: {exc}") from None
-        try:
-            job_from_properties(local)
-        except (JobConfigError, ValueError) as exc:
-            raise LaunchError(f"invalid application properties: {exc}") from None
-        return Plan(local, stream_arn, start, bucket, prefix, checkpoint_interval_ms(app))
-
-    def _check_code(self) -> None:
-        desc = self.app["config"]["ApplicationCodeConfigurationDescription"]["CodeContentDescription"]
-        location = desc.get("S3ApplicationCodeLocationDescription")
-        if not location:
-            return  # inline zip: nothing to fetch
-        bucket = bucket_of(location["BucketARN"], "S3ContentLocation.BucketARN")
-        kwargs = {"Bucket": bucket, "Key": location["FileKey"]}
-        if location.get("ObjectVersion"):
-            kwargs["VersionId"] = location["ObjectVersion"]
-        try:
-            self.client("s3", self.app["region"]).head_object(**kwargs)
-        except ClientError as exc:
-            raise LaunchError(
-                f"application code s3://{bucket}/{location['FileKey']} cannot be read: {describe_error(exc)}"
-            ) from None
-
     # -- start ---------------------------------------------------------------------------------------------
     def start(self, restore: dict | None, allow_non_restored: bool) -> None:
         """Begin the run in the background; ``restore`` is a snapshot record (None: start without state)."""
@@ -242,7 +134,7 @@ class AppRuntime:
 
     def _start(self, restore: dict | None, allow_non_restored: bool) -> None:
         try:
-            self.plan = self.make_plan()
+            self.plan = make_plan(self.app, self.client, self.spool.source_dir(), self.output_dir)
             if restore is not None:
                 try:
                     self.spool.restore(restore["spool"])
@@ -255,14 +147,14 @@ class AppRuntime:
             self._housekeeping(restore)
             self._launch(restore.get("savepoint") if restore else None, allow_non_restored)
         except LaunchError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
             return
         except RunnerError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
             return
         except Exception as exc:
             self.log.exception("kinesisanalytics: starting %s failed", self.key)
-            self._fail(f"{type(exc).__name__}: {exc}")
+            self.fail(f"{type(exc).__name__}: {exc}")
             return
         self._watch()
 
@@ -324,13 +216,13 @@ class AppRuntime:
         """Take over a job that survived a companion crash (kill -9): resume bridge, uploader and watching.
 
         ``running``: the application was already RUNNING (else it becomes so once the job is ready). Raises
-        (LaunchError, ...) when the run cannot go on; the job is then killed by :meth:`_fail`.
+        (LaunchError, ...) when the run cannot go on; the job is then killed by :meth:`fail`.
         """
         with self.lock:
             self.phase = "RUNNING" if running else "STARTING"
             self.restore = restore
         self.handle = handle
-        self.plan = self.make_plan()
+        self.plan = make_plan(self.app, self.client, self.spool.source_dir(), self.output_dir)
         self._start_side_threads()
         threading.Thread(
             target=self._watch, args=(running,), name=f"kda-watch-{self.app['name']}", daemon=True
@@ -406,10 +298,10 @@ class AppRuntime:
                 with self.lock:
                     if self.phase in ("STOPPING", "DONE"):
                         return
-                self._fail(f"the Flink job ended ({status_state}): {reason or 'no reason given'}")
+                self.fail(f"the Flink job ended ({status_state}): {reason or 'no reason given'}")
                 return
             elif not announced and time.monotonic() > deadline:
-                self._fail(
+                self.fail(
                     f"the Flink job did not reach RUNNING with a completed checkpoint within "
                     f"{START_TIMEOUT_S + self._interval_s():.0f}s"
                 )
@@ -418,9 +310,9 @@ class AppRuntime:
 
     def _fatal(self, reason: str) -> None:
         """A side thread (the bridge) cannot go on: the run fails like a crashed job."""
-        threading.Thread(target=self._fail, args=(reason,), name="kda-fail", daemon=True).start()
+        threading.Thread(target=self.fail, args=(reason,), name="kda-fail", daemon=True).start()
 
-    def _fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> None:
         with self.lock:
             if self._finished:
                 return
@@ -685,11 +577,3 @@ class AppRuntime:
 
     def destroy(self) -> None:
         shutil.rmtree(self.app_dir, ignore_errors=True)
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return f"{exc.response['Error'].get('Code')}: {exc.response['Error'].get('Message')}"
-    if isinstance(exc, BotoCoreError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"

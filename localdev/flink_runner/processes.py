@@ -1,0 +1,78 @@
+"""Finding and killing a job's processes from its directory, after its owner died, never a recycled PID.
+
+The job directory records the runner's and the JVM's PIDs; a PID counts only while its command line proves it
+is still this job's (the runner's names the job directory, the JVM's carries the job's marker property).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from localdev.flink_runner.job_dir import JVM_MARKER_PROPERTY, JobHandle, read_json
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    """The command line of a live, non-zombie process, or None."""
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self").exists():
+        try:
+            if "\nState:\tZ" in (proc / "status").read_text():
+                return None
+            raw = (proc / "cmdline").read_bytes()
+        except OSError:
+            return None
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part] or None
+    out = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+    line = out.stdout.strip()
+    if out.returncode != 0 or not line or line.startswith("Z"):
+        return None
+    return line.split()[1:]
+
+
+def job_processes(job_dir: str | os.PathLike) -> dict[str, int]:
+    """The live processes of a job, found from its directory and checked: ``{"runner": pid, "jvm": pid}``.
+
+    A PID counts only while its command line still proves it is this job's (the runner's names the job
+    directory, the JVM's carries the job's marker), so a recycled PID is never reported.
+    """
+    try:
+        handle = JobHandle.load(job_dir)
+    except (FileNotFoundError, ValueError, KeyError):
+        return {}
+    found: dict[str, int] = {}
+    runner = _proc_cmdline(handle.pid)
+    if runner and "localdev.flink_runner" in runner and str(handle.job_dir) in runner:
+        found["runner"] = handle.pid
+    jvm_pid = (read_json(handle.job_dir / "status.json") or {}).get("jvm_pid")
+    if jvm_pid and handle.jvm_marker:
+        jvm = _proc_cmdline(int(jvm_pid))
+        if jvm and f"-D{JVM_MARKER_PROPERTY}={handle.jvm_marker}" in jvm:
+            found["jvm"] = int(jvm_pid)
+    return found
+
+
+def kill_job(job_dir: str | os.PathLike, timeout_s: float = 10) -> list[int]:
+    """Kill a job whose owner is gone (its companion was killed with kill -9): runner and JVM; the PIDs killed.
+
+    Only the processes :func:`job_processes` vouches for are signalled (the runner with its process group,
+    which holds the JVM), and this waits until they are gone.
+    """
+    found = job_processes(job_dir)
+    if "runner" in found:
+        try:
+            os.killpg(found["runner"], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if "jvm" in found:
+        try:
+            os.kill(found["jvm"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while any(_proc_cmdline(pid) for pid in found.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sorted(found.values())
