@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import print_machine  # noqa: E402
+from include.compaction.params import CompactionOptions  # noqa: E402
 from tests.compaction.memory_probe import generate_object  # noqa: E402
 
 HOUR = datetime(2026, 11, 27, 10, tzinfo=UTC)
@@ -54,11 +55,11 @@ def write_objects(directory: Path, events: int, objects: int, duplicate_every: i
     return gz_bytes, raw_bytes
 
 
-def run_ours(events: int, objects: int, duplicate_every: int, memory_limit: str | None) -> dict:
+def run_ours(events: int, objects: int, duplicate_every: int, memory_limit_mb: int | None) -> dict:
     cmd = [sys.executable, "-m", "tests.compaction.memory_probe", str(events), str(objects)]
     cmd.append(f"--duplicate-every={duplicate_every}")
-    if memory_limit:
-        cmd.append(f"--memory-limit={memory_limit}")
+    if memory_limit_mb:
+        cmd.append(f"--memory-limit-mb={memory_limit_mb}")
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"compaction probe failed:\n{proc.stderr[-3000:]}")
@@ -128,7 +129,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duplicate-every", type=int, default=100)
     parser.add_argument(
-        "--memory-limit", default=None, help="DuckDB memory_limit for compaction (default 256MB)"
+        "--memory-limit-mb",
+        type=int,
+        default=None,
+        help=f"DuckDB memory limit of the compaction in MB (default {CompactionOptions().duckdb_memory_limit_mb})",
     )
     parser.add_argument("--duckdb-worker", nargs=3, metavar=("DIR", "OUT", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,7 +149,7 @@ def main() -> None:
             gz_bytes, raw_bytes = write_objects(directory, events, args.objects, args.duplicate_every)
             ours, ref1, ref2 = [], [], []
             for _ in range(args.repeats):
-                ours.append(run_ours(events, args.objects, args.duplicate_every, args.memory_limit))
+                ours.append(run_ours(events, args.objects, args.duplicate_every, args.memory_limit_mb))
                 ref1.append(run_duckdb(directory, threads=1))
                 ref2.append(run_duckdb(directory, threads=os.cpu_count() or 1))
             lines = events + len(range(0, events, args.duplicate_every)) if args.duplicate_every else events

@@ -16,7 +16,8 @@ typed, deduplicated, sorted Parquet dataset: `compacted/events/event_date=…/ev
    hours that received objects after compaction are re-compacted (`on_late_data=recompact`) or alerted on
    (`on_late_data=alert`).
 
-A rerun of an hour gives identical rows and the same checksum.
+A rerun of an hour gives identical rows and the same checksum. The params (defaults, bounds, help) are
+`CompactionParams` in `include/compaction/params.py`, the same the code runs with.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensor
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Asset, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from include.compaction.params import CompactionParams
+from include.dag_params import airflow_params
 from include.dag_policy import START_DATE, default_args, tags
 
 COMPACTED_EVENTS = Asset("clickstream_compacted_events", uri="s3://clickstream-lake/compacted/events")
@@ -42,13 +45,7 @@ with DAG(
     render_template_as_native_obj=True,
     default_args=default_args(retries=2),
     tags=tags("batch", 1),
-    params={
-        "allowed_lateness_seconds": Param(300, type="integer", minimum=0, maximum=86_400),
-        "firehose_buffer_seconds": Param(60, type="integer", minimum=0, maximum=900),
-        "max_future_skew_seconds": Param(300, type="integer", minimum=0, maximum=86_400),
-        "on_late_data": Param("recompact", enum=["recompact", "alert"]),
-        "late_check_hours": Param(24, type="integer", minimum=0, maximum=24 * 14),
-    },
+    params=airflow_params(CompactionParams),
 ):
     wait_for_raw_data = DateTimeSensor(
         task_id="wait_for_raw_data",

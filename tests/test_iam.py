@@ -225,7 +225,7 @@ def test_scan_finds_calls_through_helpers_classes_and_the_provider(code):
     expected = {
         ("kinesis", "PutRecords"): "include/producer/kinesis_writer.py",  # self.client of a class
         ("s3", "ListObjectsV2"): "include/compaction/layout.py",  # paginator, client passed down 3 calls
-        ("s3", "CopyObject"): "include/compaction/compactor.py",  # boto3's transfer copy()
+        ("s3", "CopyObject"): "include/compaction/publish.py",  # boto3's transfer copy()
         ("s3", "PutObject"): "include/flink_app/package.py",
         ("glue", "CreatePartition"): "include/compaction/catalog.py",
         (

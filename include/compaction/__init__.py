@@ -1,48 +1,54 @@
 """Hourly compaction of raw Firehose JSON into deduplicated, sorted Parquet, with quarantine and manifest.
 
-The DAG calls :func:`compact_hour` per hour, :func:`find_late_objects` to detect raw data that arrived after
-an hour was compacted, and :func:`ensure_partition` to register the hour in Glue.
+The DAG calls :func:`compact_hour` per hour (tuned by :class:`CompactionOptions`; the DAG's params are
+:class:`CompactionParams`), :func:`find_late_objects` to detect raw data that arrived after an hour was
+compacted, and :func:`ensure_partition` to register the hour in Glue.
+
+The names below are imported on first use, so a DAG file can import :mod:`include.compaction.params` (its
+trigger form's source) without loading DuckDB and pyarrow at parse time.
 """
 
-from include.compaction.catalog import (
-    compacted_events_table_input,
-    ensure_partition,
-    quarantine_table_input,
-    raw_events_table_input,
-)
-from include.compaction.compactor import (
-    CHECKSUM_ALGORITHM,
-    EVENTS_SCHEMA,
-    CompactionError,
-    CompactionResult,
-    CountMismatch,
-    RawObjectUnreadable,
-    compact_hour,
-    content_checksum_of_table,
-)
-from include.compaction.ctas import render_compaction_ctas
-from include.compaction.manifest import find_late_objects, hour_is_compacted, read_manifest
-from include.compaction.validation import QUARANTINE_REASONS, RECORD_REASONS, RecordValidator, Rejection
+from __future__ import annotations
 
-__all__ = [
-    "CHECKSUM_ALGORITHM",
-    "EVENTS_SCHEMA",
-    "QUARANTINE_REASONS",
-    "RECORD_REASONS",
-    "CompactionError",
-    "CompactionResult",
-    "CountMismatch",
-    "RawObjectUnreadable",
-    "RecordValidator",
-    "Rejection",
-    "compact_hour",
-    "compacted_events_table_input",
-    "content_checksum_of_table",
-    "ensure_partition",
-    "find_late_objects",
-    "hour_is_compacted",
-    "quarantine_table_input",
-    "raw_events_table_input",
-    "read_manifest",
-    "render_compaction_ctas",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "compacted_events_table_input": "include.compaction.catalog",
+    "ensure_partition": "include.compaction.catalog",
+    "quarantine_table_input": "include.compaction.catalog",
+    "raw_events_table_input": "include.compaction.catalog",
+    "compact_hour": "include.compaction.compactor",
+    "render_compaction_ctas": "include.compaction.ctas",
+    "CompactionError": "include.compaction.errors",
+    "CountMismatch": "include.compaction.errors",
+    "RawObjectUnreadable": "include.compaction.errors",
+    "CHECKSUM_ALGORITHM": "include.compaction.events_table",
+    "EVENTS_SCHEMA": "include.compaction.events_table",
+    "content_checksum_of_table": "include.compaction.events_table",
+    "find_late_objects": "include.compaction.manifest",
+    "hour_is_compacted": "include.compaction.manifest",
+    "read_manifest": "include.compaction.manifest",
+    "CompactionOptions": "include.compaction.params",
+    "CompactionParams": "include.compaction.params",
+    "CompactionResult": "include.compaction.result",
+    "QUARANTINE_REASONS": "include.compaction.validation",
+    "RECORD_REASONS": "include.compaction.validation",
+    "RecordValidator": "include.compaction.validation",
+    "Rejection": "include.compaction.validation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -30,6 +30,11 @@ def normalize_hour(hour_start: datetime, name: str = "hour_start") -> datetime:
     return datetime(hour.year, hour.month, hour.day, hour.hour, tzinfo=UTC)
 
 
+def iso_utc(ts: datetime) -> str:
+    """A timestamp as the manifests and logs write it: UTC ISO 8601 with ``Z``, e.g. ``2026-11-27T10:00:00Z``."""
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def hour_partition(hour_start: datetime) -> tuple[str, str]:
     """(event_date, event_hour) partition values, e.g. ("2026-11-27", "10")."""
     hour = normalize_hour(hour_start)

@@ -1,4 +1,4 @@
-"""Reading compaction manifests: is an hour compacted, and did raw data arrive after it was?
+"""Compaction manifests: what one records, and reading them (is an hour compacted, did data arrive after?).
 
 The manifest is written last by :func:`include.compaction.compactor.compact_hour`, so its presence (with the
 outputs it lists still in place) is the "hour is compacted" signal, and its input listing (key + ETag per raw
@@ -8,13 +8,58 @@ and error object) is what late data is compared against.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from include.compaction import layout
+from include.compaction.events_table import CHECKSUM_ALGORITHM
+from include.compaction.result import HourRun
 from include.config import Settings
+
+MANIFEST_VERSION = 1
+
+
+def build_manifest(
+    run: HourRun,
+    inputs: dict[str, list[dict]],
+    counts: dict[str, Any],
+    outputs: dict[str, list[dict]],
+    content_checksum: str,
+    quarantine_checksum: str | None,
+) -> dict[str, Any]:
+    """The manifest of a run: ``inputs`` are the listed raw and error objects (key, ETag, size, last
+    modified), ``outputs`` the published data and quarantine files (key, size, rows/records)."""
+    event_date, event_hour = layout.hour_partition(run.hour)
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "hour": layout.iso_utc(run.hour),
+        "event_date": event_date,
+        "event_hour": event_hour,
+        "bucket": run.bucket,
+        "run_id": run.run_id,
+        "code_version": run.code_version,
+        "created_at": layout.iso_utc(datetime.now(UTC)),
+        "processing_time": layout.iso_utc(run.now),
+        "max_future_skew_seconds": run.max_future_skew.total_seconds(),
+        "inputs": inputs,
+        "counts": counts,
+        "outputs": outputs,
+        "content_checksum": content_checksum,
+        "checksum_algorithm": CHECKSUM_ALGORITHM,
+        "quarantine_checksum": quarantine_checksum,
+    }
+
+
+def write_manifest(s3_client: Any, bucket: str, key: str, manifest: dict[str, Any]) -> None:
+    """Put the manifest as indented JSON with sorted keys (equal manifests give equal bytes)."""
+    s3_client.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"),
+        ContentType="application/json",
+    )
 
 
 def read_manifest(

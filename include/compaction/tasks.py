@@ -1,8 +1,13 @@
-"""What the ``clickstream_compaction`` DAG's tasks do, with Airflow-free signatures so tests can call them."""
+"""What the ``clickstream_compaction`` DAG's tasks do, with Airflow-free signatures so tests can call them.
+
+``params`` is the DAG run's params (a mapping, possibly partial: missing keys take the defaults of
+:class:`~include.compaction.params.CompactionParams`, unknown keys fail) or a ``CompactionParams``.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,30 +15,20 @@ from include.compaction.catalog import COMPACTED_TABLE, QUARANTINE_TABLE, ensure
 from include.compaction.compactor import compact_hour
 from include.compaction.layout import normalize_hour
 from include.compaction.manifest import find_late_objects, read_manifest
+from include.compaction.params import CompactionParams
 from include.config import settings
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "max_future_skew_seconds": 300,
-    "on_late_data": "recompact",
-    "late_check_hours": 24,
-}
+Params = CompactionParams | Mapping[str, Any] | None
 
 
-def _params(params: dict | None) -> dict:
-    merged = {**DEFAULTS, **(params or {})}
-    if merged["on_late_data"] not in ("recompact", "alert"):
-        raise ValueError(f"on_late_data must be 'recompact' or 'alert', got {merged['on_late_data']!r}")
-    return merged
-
-
-def compact_interval(hour_start: datetime, params: dict | None = None, now: datetime | None = None) -> dict:
+def compact_interval(hour_start: datetime, params: Params = None, now: datetime | None = None) -> dict:
     """Compact one event hour and return the counts (the asset event's extra)."""
     from include.aws import client
     from include.version import code_version
 
-    p = _params(params)
+    p = CompactionParams.coerce(params)
     cfg = settings()
     result = compact_hour(
         client("s3"),
@@ -42,7 +37,7 @@ def compact_interval(hour_start: datetime, params: dict | None = None, now: date
         settings=cfg,
         now=now or datetime.now(UTC),
         code_version=code_version(),
-        max_future_skew=timedelta(seconds=int(p["max_future_skew_seconds"])),
+        options=p,
     )
     summary = result.to_dict()
     log.info(
@@ -73,7 +68,7 @@ def register_hour_partition(hour_start: datetime) -> dict[str, str]:
     }
 
 
-def handle_late_data(hour_start: datetime, params: dict | None = None, now: datetime | None = None) -> dict:
+def handle_late_data(hour_start: datetime, params: Params = None, now: datetime | None = None) -> dict:
     """Look back ``late_check_hours`` hours for raw objects that arrived after compaction; act on them.
 
     ``recompact`` compacts such an hour again (the new objects are included; a rerun is idempotent) and
@@ -82,10 +77,10 @@ def handle_late_data(hour_start: datetime, params: dict | None = None, now: date
     from include.aws import client
     from include.callbacks import send_alert
 
-    p, cfg, s3 = _params(params), settings(), client("s3")
+    p, cfg, s3 = CompactionParams.coerce(params), settings(), client("s3")
     hour = normalize_hour(hour_start)
     found: dict[str, list[dict[str, Any]]] = {}
-    for back in range(1, int(p["late_check_hours"]) + 1):
+    for back in range(1, p.late_check_hours + 1):
         earlier = hour - timedelta(hours=back)
         if read_manifest(s3, cfg.bucket, earlier, settings=cfg) is None:
             continue  # never compacted (e.g. before the DAG's first run): nothing to compare with
@@ -96,7 +91,7 @@ def handle_late_data(hour_start: datetime, params: dict | None = None, now: date
     for hour_iso, objects in sorted(found.items()):
         keys = [o["key"] for o in objects]
         log.warning("hour %s received %d objects after compaction: %s", hour_iso, len(keys), keys[:10])
-        if p["on_late_data"] == "recompact":
+        if p.on_late_data == "recompact":
             earlier = datetime.fromisoformat(hour_iso)
             result = compact_interval(earlier, p, now=now)
             register_hour_partition(earlier)
@@ -112,4 +107,4 @@ def handle_late_data(hour_start: datetime, params: dict | None = None, now: date
                 + "\n".join(keys),
             )
             actions[hour_iso] = {"late_objects": len(keys), "action": "alerted"}
-    return {"checked_hours": int(p["late_check_hours"]), "late_hours": actions}
+    return {"checked_hours": p.late_check_hours, "late_hours": actions}

@@ -52,9 +52,9 @@ def _instrument_phases(peaks: dict[str, int | None]) -> None:
     The publish phase also holds the output inside moto's in-memory S3 (staging and final copies), memory a
     real S3 does not charge to the worker.
     """
-    from include.compaction import compactor
+    from include.compaction import dedup_sort
 
-    real = compactor._dedup_sort_write
+    real = dedup_sort.dedup_sort_write
 
     def measured(*args, **kwargs):
         peaks["read_validate"] = status_kb("VmHWM")
@@ -65,7 +65,7 @@ def _instrument_phases(peaks: dict[str, int | None]) -> None:
             peaks["dedup_sort_write"] = status_kb("VmHWM")
             reset_peak()
 
-    compactor._dedup_sort_write = measured
+    dedup_sort.dedup_sort_write = measured
 
 
 def generate_object(hour: datetime, n_events: int, objects: int, index: int, duplicate_every: int) -> bytes:
@@ -97,18 +97,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("events", type=int)
     parser.add_argument("objects", type=int, nargs="?", default=8)
     parser.add_argument("--duplicate-every", type=int, default=100)
-    parser.add_argument("--memory-limit", default=None)
+    parser.add_argument("--memory-limit-mb", type=int, default=None, help="DuckDB memory limit in MB")
     args = parser.parse_args(argv)
 
     import boto3
     from moto import mock_aws
 
-    from include.compaction import compact_hour
+    from include.compaction import CompactionOptions, compact_hour
     from tests.compaction.helpers import BUCKET, SETTINGS, raw_key
 
     hour = datetime(2026, 11, 27, 10, tzinfo=UTC)
     now = datetime(2026, 11, 27, 12, 5, tzinfo=UTC)
-    kwargs = {"duckdb_memory_limit": args.memory_limit} if args.memory_limit else {}
+    options = CompactionOptions(
+        **({"duckdb_memory_limit_mb": args.memory_limit_mb} if args.memory_limit_mb else {})
+    )
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         result = compact_hour(
-            s3, BUCKET, hour, settings=SETTINGS, now=now, code_version="memory-probe", **kwargs
+            s3, BUCKET, hour, settings=SETTINGS, now=now, code_version="memory-probe", options=options
         )
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - cpu0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import io
 import json
@@ -16,22 +17,32 @@ import pytest
 from include.compaction import (
     EVENTS_SCHEMA,
     CompactionError,
+    CompactionOptions,
     CountMismatch,
     RawObjectUnreadable,
     compact_hour,
     content_checksum_of_table,
+    dedup_sort,
     find_late_objects,
     hour_is_compacted,
     layout,
+    publish,
     read_manifest,
 )
-from include.compaction import compactor as compactor_module
 from include.compaction.validation import FIREHOSE_PARTITIONING_FAILED
 from tests.compaction.helpers import BUCKET, SETTINGS, event, line, put_errors, put_raw
 
 
-def run(s3, hour, now, **kwargs):
-    return compact_hour(s3, BUCKET, hour, settings=SETTINGS, now=now, code_version="test-1", **kwargs)
+def run(s3, hour, now, **options):
+    return compact_hour(
+        s3,
+        BUCKET,
+        hour,
+        settings=SETTINGS,
+        now=now,
+        code_version="test-1",
+        options=CompactionOptions(**options),
+    )
 
 
 def read_table(s3, key) -> pa.Table:
@@ -420,13 +431,13 @@ def test_object_replaced_between_listing_and_read_fails(s3, hour, now, monkeypat
 
 def test_count_mismatch_raises_and_publishes_nothing(s3, hour, now, monkeypatch):
     put_raw(s3, hour, [event(hour, offset_ms=1), event(hour, offset_ms=2)])
-    real = compactor_module._dedup_sort_write
+    real = dedup_sort.dedup_sort_write
 
     def losing_a_row(*args, **kwargs):
         stats = real(*args, **kwargs)
-        return {**stats, "written": stats["written"] - 1}
+        return dataclasses.replace(stats, written=stats.written - 1)
 
-    monkeypatch.setattr(compactor_module, "_dedup_sort_write", losing_a_row)
+    monkeypatch.setattr(dedup_sort, "dedup_sort_write", losing_a_row)
     with pytest.raises(CountMismatch, match=r"written=1 != valid=2 - duplicates_removed=0"):
         run(s3, hour, now)
     assert not [k for k in all_keys(s3) if not k.startswith(SETTINGS.raw_prefix)]
@@ -438,7 +449,7 @@ def test_failed_publish_cleans_staging(s3, hour, now, monkeypatch):
     def failing_publish(*args, **kwargs):
         raise CompactionError("simulated copy failure")
 
-    monkeypatch.setattr(compactor_module, "_publish", failing_publish)
+    monkeypatch.setattr(publish, "publish_staged", failing_publish)
     with pytest.raises(CompactionError, match="simulated"):
         run(s3, hour, now)
     assert not [k for k in all_keys(s3) if not k.startswith(SETTINGS.raw_prefix)]
@@ -472,7 +483,7 @@ def test_streaming_dedup_across_batch_boundaries(batch_size):
     table = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows]).drop_columns(
         ["src", "line"]
     )
-    dedup = compactor_module._FirstPerEventId()
+    dedup = dedup_sort.FirstPerEventId()
     kept = [dedup(b) for b in table.to_batches(max_chunksize=batch_size)]
     kept_rows = pa.Table.from_batches(kept, schema=table.schema).to_pylist()
     expected_first = {}

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from include.compaction.params import CompactionParams
 from include.dag_params import param_specs
 from include.flink_lifecycle import LifecycleParams
 from include.producer.params import ProducerParams
@@ -17,6 +18,7 @@ from localdev.airflow_env import REPO
 #: The typed source of each DAG's params. A DAG with params that is not listed here fails
 #: test_every_dag_param_matches_its_typed_source: declare its params with include.dag_params.param() and list it.
 TYPED_SOURCES: dict[str, type] = {
+    "clickstream_compaction": CompactionParams,
     "clickstream_producer": ProducerParams,
     "clickstream_flink_lifecycle": LifecycleParams,
     "clickstream_teardown": TeardownParams,
