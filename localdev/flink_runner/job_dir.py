@@ -52,6 +52,7 @@ class JobHandle:
     spool_dir: Path | None = None
     #: ``-D<JVM_MARKER_PROPERTY>=<jvm_marker>`` is on the command line of the job's JVM.
     jvm_marker: str | None = None
+    #: The runner process, in the process that started it (None in a handle re-opened with :meth:`load`).
     process: subprocess.Popen | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -73,6 +74,7 @@ class JobHandle:
         )
 
     def save(self) -> None:
+        """Write ``handle.json`` (everything but the Popen), for :meth:`load`."""
         data = {
             "job_dir": str(self.job_dir),
             "pid": self.pid,
