@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from include.reconciliation.inputs import STREAM_SESSION_SCHEMA
 from include.reconciliation.options import HourWindow, ReconcileOptions, to_ms
-from include.sessions.contract import SESSION_FIELDS
+from include.sessions.contract import SESSION_FIELDS, iso_ms
 from include.sessions.templates import render
 
 EVENTS_TABLE = "hour_events"
@@ -39,6 +39,7 @@ def template_values(window: HourWindow, options: ReconcileOptions, dialect: str 
         "horizon_ms": window.horizon_ms,
         "now_ms": to_ms(now),
         "ctas": False,
+        "iso_text": iso_ms,
     }
 
 

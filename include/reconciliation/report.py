@@ -185,35 +185,31 @@ def build_report(
             f"FROM {RECONCILED_TABLE} WHERE cause NOT IN ('matched', 'deferred') GROUP BY cause"
         ).fetchall()
     )
-    ts = "strptime({}, '%Y-%m-%dT%H:%M:%S.%gZ')"
+    # The wire format sorts like time, so hour ranges are string comparisons (no parsing).
+    h0, h1 = f"'{iso_ms(hs)}'", f"'{iso_ms(he)}'"
     stream_sessions, stream_events, stream_deferred = _one(
         con,
         f"""
-        SELECT count(*), coalesce(sum(event_count), 0), coalesce(count_if(last_ms + {gap} > {horizon}), 0)
+        SELECT count(*), coalesce(sum(event_count), 0),
+            coalesce(count_if(last_event_at > '{iso_ms(horizon - gap)}'), 0)
         FROM (
-            SELECT DISTINCT session_id, epoch_ms(try_{ts.format("session_start")}) AS start_ms,
-                epoch_ms(try_{ts.format("last_event_at")}) AS last_ms, event_count
+            SELECT DISTINCT user_id, device_id, session_start, last_event_at, event_count
             FROM {views["stream_sessions"]}
+            WHERE session_start >= {h0} AND session_start < {h1}
         )
-        WHERE start_ms >= {hs} AND start_ms < {he}
         """,
     )
     late_events = _one(
         con,
         f"SELECT count(DISTINCT lower(event_id)) FROM {views['stream_late']} "
-        f"WHERE epoch_ms(try_{ts.format('client_timestamp')}) >= {hs} "
-        f"AND epoch_ms(try_{ts.format('client_timestamp')}) < {he}",
+        f"WHERE client_timestamp >= {h0} AND client_timestamp < {h1}",
     )[0]
     rejected_records = _one(
         con,
-        f"SELECT count(*) FROM {views['stream_rejected']} "
-        f"WHERE epoch_ms(try_{ts.format('arrival_time')}) >= {hs} "
-        f"AND epoch_ms(try_{ts.format('arrival_time')}) < {he}",
+        f"SELECT count(*) FROM {views['stream_rejected']} WHERE arrival_time >= {h0} AND arrival_time < {h1}",
     )[0]
     late_arrivals = _one(
-        con,
-        f"SELECT count(*) FROM {views['stream_late']} WHERE epoch_ms(try_{ts.format('arrival_time')}) >= {hs} "
-        f"AND epoch_ms(try_{ts.format('arrival_time')}) < {he}",
+        con, f"SELECT count(*) FROM {views['stream_late']} WHERE arrival_time >= {h0} AND arrival_time < {h1}"
     )[0]
     extra_copies = _one(
         con,

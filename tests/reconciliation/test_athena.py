@@ -108,7 +108,6 @@ def test_same_template_as_duckdb_only_spellings_differ():
             "checked_events",
             "ranked_events",
             "hour_events",
-            "keyed_events",
             "batch_sessions_gaps",
             "batch_sessions_numbered",
             "batch_sessions",

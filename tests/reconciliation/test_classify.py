@@ -228,3 +228,20 @@ def test_report_differences_limit(tmp_path):
     result = run(scenario, tmp_path, OPTIONS.replace(report_differences_limit=2))
     assert len(result.report.differences) == 2 and result.report.differences_total == 9
     assert result.differences.num_rows == 9
+
+
+def test_options_come_from_settings_and_are_validated(monkeypatch):
+    from include.config import Settings
+
+    monkeypatch.setenv("CLICKSTREAM_RECONCILE_SETTLE_MINUTES", "45")
+    monkeypatch.setenv("CLICKSTREAM_RECONCILE_MAX_UNEXPLAINED_SHARE", "0.01")
+    options = ReconcileOptions.from_settings(Settings())
+    assert (options.settle_minutes, options.max_unexplained_share) == (45, 0.01)
+    assert Settings().batch_sessions_prefix == "batch/sessions/"
+    monkeypatch.setenv("CLICKSTREAM_RECONCILE_MAX_UNEXPLAINED_SHARE", "a lot")
+    with pytest.raises(ValueError, match="CLICKSTREAM_RECONCILE_MAX_UNEXPLAINED_SHARE must be a number"):
+        Settings()
+    with pytest.raises(ValueError, match="max_unexplained_share must be a number in"):
+        ReconcileOptions(max_unexplained_share=1.5)
+    with pytest.raises(ValueError, match="settle_minutes must be an integer"):
+        ReconcileOptions(settle_minutes="30")

@@ -108,20 +108,21 @@ hour_events AS (
 {%- endmacro %}
 
 {#- CTEs <name>_gaps, <name>_numbered and <name>: sessions of `rel` per `part` (a column list) with the
-    contract's inclusive gap. `rel` needs event_id, event_ms and the tie columns; `aggs` adds aggregates.
+    contract's inclusive gap. `rel` needs event_id and event_ms; `aggs` adds aggregates.
     `count` is count(*) where `rel` has one row per event_id (deduplicated upstream), else count(DISTINCT ...).
     The one definition of a session here: batch sessions, and the re-sessionizing of the late and rule checks. -#}
-{% macro sessionize(name, rel, part, aggs='', order='event_ms, event_id', count='count(*)') -%}
+{% macro sessionize(name, rel, part, aggs='', count='count(*)') -%}
 {{ name }}_gaps AS (
     SELECT *,
-        CASE WHEN event_ms - lag(event_ms) OVER (PARTITION BY {{ part }} ORDER BY {{ order }}) <= {{ contract.gap_ms }}
+        CASE WHEN event_ms - lag(event_ms) OVER (PARTITION BY {{ part }} ORDER BY event_ms) <= {{ contract.gap_ms }}
             THEN 0 ELSE 1 END AS starts_session
     FROM {{ rel }}
 ),
+{# Events at the same time are in one session whatever their order; RANGE gives such peers the same number. #}
 {{ name }}_numbered AS (
     SELECT *,
         sum(starts_session) OVER (
-            PARTITION BY {{ part }} ORDER BY {{ order }} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            PARTITION BY {{ part }} ORDER BY event_ms RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
         ) AS session_no
     FROM {{ name }}_gaps
 ),
@@ -136,19 +137,14 @@ hour_events AS (
 {%- endmacro %}
 
 {#- CTEs ending in window_sessions: every session of `events` (hour_events' columns) with the stream's columns
-    (SESSION_FIELDS) plus start_ms, last_ms, in_hour (session_start in H) and settled
-    (last_event_at + gap <= the settle horizon). -#}
+    (SESSION_FIELDS) plus start_ms, last_ms, in_hour (session_start in H), settled
+    (last_event_at + gap <= the settle horizon) and bid (a row number). -#}
 {% macro session_ctes(events) -%}
-keyed_events AS (
-    SELECT user_id, device_id, event_id, event_ms, client_event,
-        -- (client_timestamp, client_event, event_id) as one string; the fixed-width time orders like the ISO text
-        lpad(CAST(event_ms AS VARCHAR), 15, '0') || chr(1) || client_event || chr(1) || event_id || chr(1)
-            || countrycode AS sort_key
-    FROM {{ events }}
-),
-{{ sessionize('batch_sessions', 'keyed_events', 'user_id, device_id',
-    aggs=',\n        min(sort_key) AS first_key,\n        max(sort_key) AS last_key',
-    order='event_ms, client_event, event_id') }},
+{#- first/last event: the smallest/largest (client_timestamp, client_event, event_id), as in the contract #}
+{% set order_key = 'ROW(event_ms, client_event, event_id)' %}
+{{ sessionize('batch_sessions', events, 'user_id, device_id',
+    aggs=',\n        min_by(client_event, ' ~ order_key ~ ') AS first_event,\n        max_by(client_event, ' ~ order_key
+        ~ ') AS last_event,\n        min_by(countrycode, ' ~ order_key ~ ') AS countrycode') }},
 window_sessions AS (
     SELECT
         {{ md5_hex("CAST(user_id AS VARCHAR) || '|' || device_id || '|' || CAST(start_ms AS VARCHAR)") }} AS session_id,
@@ -159,13 +155,15 @@ window_sessions AS (
         {{ iso('last_ms + ' ~ contract.gap_ms) }} AS session_end,
         last_ms - start_ms AS duration_ms,
         event_count,
-        split_part(first_key, chr(1), 2) AS first_event,
-        split_part(last_key, chr(1), 2) AS last_event,
-        split_part(first_key, chr(1), 4) AS countrycode,
+        first_event,
+        last_event,
+        countrycode,
         start_ms,
         last_ms,
         start_ms >= {{ hour_start_ms }} AND start_ms < {{ hour_end_ms }} AS in_hour,
-        last_ms + {{ contract.gap_ms }} <= {{ horizon_ms }} AS settled
+        last_ms + {{ contract.gap_ms }} <= {{ horizon_ms }} AS settled,
+        -- a number for joins within one run (cheaper than the 32-character session_id)
+        row_number() OVER () AS bid
     FROM batch_sessions
 )
 {%- endmacro %}

@@ -25,7 +25,7 @@ SELECT
     {{ name }}{{ ',' if window or not loop.last }}
 {% endfor %}
 {% if window %}
-    start_ms, last_ms, in_hour, settled
+    start_ms, last_ms, in_hour, settled, bid
 {% endif %}
 FROM window_sessions
 {% if not window %}

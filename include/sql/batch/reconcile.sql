@@ -49,6 +49,8 @@ stream_parsed AS (
         {{ r.parse_iso('last_event_at') }} AS last_ms,
         CAST(event_count AS BIGINT) AS event_count
     FROM {{ stream_sessions }}
+    -- the wire format sorts like time: skip other hours' rows before parsing
+    WHERE last_event_at >= '{{ iso_text(read_start_ms) }}' AND session_start <= '{{ iso_text(horizon_ms) }}'
 ),
 stream_w AS (
     SELECT *,
@@ -58,8 +60,8 @@ stream_w AS (
 ),
 pairs AS (
     SELECT
-        b.session_id AS bid, b.in_hour AS b_in_hour, b.settled AS b_settled,
-        s.session_id AS s_session_id, s.start_ms AS s_start, s.last_ms AS s_last, s.event_count AS s_count,
+        b.bid, b.in_hour AS b_in_hour, b.settled AS b_settled,
+        s.user_id AS s_user_id, s.device_id AS s_device_id, s.session_id AS s_session_id, s.start_ms AS s_start, s.last_ms AS s_last, s.event_count AS s_count,
         s.in_hour AS s_in_hour,
         s.start_ms = b.start_ms AND s.last_ms = b.last_ms AS same_span,
         s.event_count - b.event_count AS excess
@@ -79,13 +81,13 @@ pairs_agg AS (
     GROUP BY bid
 ),
 batch_rows AS (
-    SELECT b.session_id, b.user_id, b.device_id, b.start_ms, b.last_ms, b.event_count, b.settled,
+    SELECT b.bid, b.session_id, b.user_id, b.device_id, b.start_ms, b.last_ms, b.event_count, b.settled,
         coalesce(p.n_stream, 0) AS n_stream,
         coalesce(p.stream_events, 0) AS stream_events,
         coalesce(p.exact, FALSE) AS exact,
         p.same_span_excess
     FROM {{ win }} b
-    LEFT JOIN pairs_agg p ON p.bid = b.session_id
+    LEFT JOIN pairs_agg p ON p.bid = b.bid
     WHERE b.in_hour
 ),
 cand AS (
@@ -96,11 +98,11 @@ cand_pairs AS (
         {{ r.str_agg("CAST(p.s_start AS VARCHAR) || '|' || CAST(p.s_last AS VARCHAR) || '|' || CAST(p.s_count AS VARCHAR)", ';', 'p.s_start') }} AS stream_sig,
         {{ r.str_agg("p.s_session_id || '|' || " ~ r.iso('p.s_start') ~ " || '|' || " ~ r.iso('p.s_last') ~ " || '|' || CAST(p.s_count AS VARCHAR)", ';', 'p.s_start') }} AS stream_desc
     FROM pairs p
-    JOIN cand c ON c.session_id = p.bid
+    JOIN cand c ON c.bid = p.bid
     GROUP BY p.bid
 ),
 cand_events AS (
-    SELECT c.session_id AS bid, e.user_id, e.device_id, e.event_id, e.event_ms
+    SELECT c.bid, e.user_id, e.device_id, e.event_id, e.event_ms
     FROM cand c
     JOIN {{ ev }} e
         ON e.user_id = c.user_id AND e.device_id = c.device_id AND e.event_ms BETWEEN c.start_ms AND c.last_ms
@@ -170,14 +172,14 @@ rule_events AS (
 ),
 {{ r.sessionize('rule_sessions', 'rule_events', 'user_id, device_id', aggs=',\n        sum(is_added) AS added_events', count='count(DISTINCT event_id)') }},
 rule_sig AS (
-    SELECT c.session_id AS bid,
+    SELECT c.bid,
         {{ r.str_agg("CAST(rs.start_ms AS VARCHAR) || '|' || CAST(rs.last_ms AS VARCHAR) || '|' || CAST(rs.event_count AS VARCHAR)", ';', 'rs.start_ms') }} AS sig,
         sum(rs.added_events) AS added_events
     FROM cand c
     JOIN rule_sessions rs
         ON rs.user_id = c.user_id AND rs.device_id = c.device_id
         AND rs.start_ms <= c.last_ms AND rs.last_ms >= c.start_ms
-    GROUP BY c.session_id
+    GROUP BY c.bid
 ),
 batch_classified AS (
     SELECT
@@ -202,18 +204,19 @@ batch_classified AS (
         coalesce(rs.added_events, 0) AS added_events,
         coalesce(cc.extra_copies, 0) AS extra_copies
     FROM batch_rows b
-    LEFT JOIN cand_marks m ON m.bid = b.session_id
-    LEFT JOIN cand_pairs cp ON cp.bid = b.session_id
-    LEFT JOIN late_sig ls ON ls.bid = b.session_id
-    LEFT JOIN cand_copies cc ON cc.bid = b.session_id
-    LEFT JOIN rule_sig rs ON rs.bid = b.session_id
+    LEFT JOIN cand_marks m ON m.bid = b.bid
+    LEFT JOIN cand_pairs cp ON cp.bid = b.bid
+    LEFT JOIN late_sig ls ON ls.bid = b.bid
+    LEFT JOIN cand_copies cc ON cc.bid = b.bid
+    LEFT JOIN rule_sig rs ON rs.bid = b.bid
 ),
 stream_only AS (
     SELECT s.*
     FROM stream_w s
-    LEFT JOIN (SELECT DISTINCT s_session_id, s_last, s_count FROM pairs) p
-        ON p.s_session_id = s.session_id AND p.s_last = s.last_ms AND p.s_count = s.event_count
-    WHERE s.in_hour AND p.s_session_id IS NULL
+    LEFT JOIN (SELECT DISTINCT s_user_id, s_device_id, s_start, s_last, s_count FROM pairs WHERE s_in_hour) p
+        ON p.s_user_id = s.user_id AND p.s_device_id = s.device_id AND p.s_start = s.start_ms
+        AND p.s_last = s.last_ms AND p.s_count = s.event_count
+    WHERE s.in_hour AND p.s_user_id IS NULL
 ),
 stream_classified AS (
     SELECT
