@@ -16,8 +16,9 @@ endif
 help:
 	@echo "make demo    - start the local AWS endpoint and run the pipeline through Airflow (prints where data landed)"
 	@echo "make test    - run every test (starts its own local endpoint on another port)"
-	@echo "make up/down - start/stop the local AWS endpoint on 127.0.0.1:$(PORT)"
-	@echo "make airflow - Airflow standalone UI on http://127.0.0.1:8080 against the local endpoint"
+	@echo "make up/down - start/stop the whole local stack (Airflow UI on http://127.0.0.1:8080, login printed)"
+	@echo "make status  - is every part of the local stack up and healthy"
+	@echo "make airflow - make up in the foreground (Ctrl-C stops everything)"
 	@echo "make bench   - benchmarks (results go to docs/performance.md by hand)"
 	@echo "make requirements - regenerate requirements/mwaa.txt (what a deployment installs) from uv.lock"
 
@@ -36,14 +37,16 @@ sync: bootstrap
 requirements: sync
 	UV=$(UV) $(RUN) python -m localdev.requirements
 
+# The whole local stack (AWS endpoint, PostgreSQL, Airflow, the Flink app, live DAGs), detached; PIDs under .local/.
 up: sync
-	$(RUN) python -m localdev.aws up --port $(PORT)
+	$(RUN) python -m localdev.stack up --aws-port $(PORT) --api-port $(or $(AIRFLOW_PORT),8080)
 
+# Stops whatever `make up` / `make airflow` recorded, however the launcher ended (even kill -9).
 down:
-	@if [ -x .venv/bin/python ]; then .venv/bin/python -m localdev.aws down; else echo "nothing to stop"; fi
+	@if [ -x .venv/bin/python ]; then .venv/bin/python -m localdev.stack down; else echo "nothing to stop"; fi
 
 status: sync
-	$(RUN) python -m localdev.aws status
+	$(RUN) python -m localdev.stack status
 
 demo: sync
 	$(RUN) python -m localdev.demo --port $(PORT)
@@ -69,8 +72,9 @@ format: sync
 bench: sync
 	$(RUN) python -m bench
 
-airflow: sync up
-	$(RUN) python -m localdev.airflow_standalone
+# `make up` in the foreground: Ctrl-C or SIGTERM stops the whole stack.
+airflow: sync
+	$(RUN) python -m localdev.stack up --foreground --aws-port $(PORT) --api-port $(or $(AIRFLOW_PORT),8080)
 
 clean: down
 	rm -rf .local dist

@@ -1,7 +1,9 @@
 """The environment that runs this project's Airflow against the local AWS endpoint.
 
-Used by ``make demo``, ``make airflow`` and the tests, so all three run the same configuration. Only the
-``aws_default`` connection points at the local endpoint; on AWS the same DAGs run with a real connection.
+Used by ``make demo``, ``make up`` / ``make airflow`` and the tests, so all of them run the same configuration.
+Only the ``aws_default`` connection points at the local endpoint; on AWS the same DAGs run with a real
+connection. The metadata database is a local PostgreSQL cluster (:mod:`localdev.postgres`) next to the Airflow
+home (``<home>/../postgres``), reached through its unix socket only; :func:`migrate_db` starts it.
 """
 
 from __future__ import annotations
@@ -10,12 +12,18 @@ import contextlib
 import functools
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+from localdev.postgres import PostgresCluster
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 4566
+#: Which PostgreSQL cluster directory the environment's metadata DB lives in (read by :func:`metadata_db`).
+POSTGRES_DIR_VAR = "CLICKSTREAM_LOCAL_POSTGRES"
+LOGIN_USER = "admin"
 
 
 def aws_connection_uri(port: int = DEFAULT_PORT, region: str = "us-east-1") -> str:
@@ -31,11 +39,23 @@ def aws_connection_uri(port: int = DEFAULT_PORT, region: str = "us-east-1") -> s
 
 
 def local_env(
-    home: Path | None = None, port: int = DEFAULT_PORT, extra: dict[str, str] | None = None
+    home: Path | None = None,
+    port: int = DEFAULT_PORT,
+    extra: dict[str, str] | None = None,
+    postgres_dir: Path | None = None,
 ) -> dict[str, str]:
-    home = home or REPO / ".local" / "airflow"
+    """Airflow's environment: home (default ``.local/airflow``), DAGs, plugins, the metadata DB, ``aws_default``.
+
+    The metadata DB is the PostgreSQL cluster in ``postgres_dir`` (default: ``postgres`` beside ``home``),
+    so a test session's temporary home gets a cluster of its own and never touches `make up`'s.
+    """
+    home = Path(home or REPO / ".local" / "airflow")
+    cluster = PostgresCluster(postgres_dir or home.parent / "postgres")
     env = {
         "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.url(),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": cluster.url(driver="asyncpg"),
+        POSTGRES_DIR_VAR: str(cluster.root),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -61,15 +81,69 @@ def apply(env: dict[str, str]) -> None:
         sys.path.insert(0, str(REPO))
 
 
-def migrate_db(env: dict[str, str]) -> None:
-    """Create or upgrade the SQLite metadata DB (idempotent, a few seconds)."""
+def metadata_db(env: dict[str, str]) -> PostgresCluster:
+    """The PostgreSQL cluster holding the metadata DB of ``env`` (from :func:`local_env`)."""
+    return PostgresCluster(env[POSTGRES_DIR_VAR])
+
+
+def migrate_db(env: dict[str, str]) -> PostgresCluster:
+    """Start the metadata DB's PostgreSQL unless it runs, then create or upgrade Airflow's schema (idempotent).
+
+    Returns the cluster; it keeps running (``make down`` or :meth:`PostgresCluster.stop` stops it).
+    """
+    cluster = metadata_db(env).start()
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
         env={**os.environ, **env},
-        check=True,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"`airflow db migrate` on {cluster.url()} failed with status {result.returncode}:\n"
+            + "\n".join(result.stderr.splitlines()[-30:])
+        )
+    return cluster
+
+
+def login_env(home: Path) -> dict[str, str]:
+    """Airflow's simple auth manager with one ``admin`` user and a generated password (see :func:`password`).
+
+    Not all-admins: the UI and the REST API ask for a login, so the plugins' authorization is exercised locally.
+    """
+    return {
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{LOGIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(home)),
+    }
+
+
+def passwords_file(home: Path) -> Path:
+    return Path(home) / "simple_auth_manager_passwords.json.generated"
+
+
+def password(home: Path) -> str:
+    """The ``admin`` password, generated once (16 characters from Airflow's own alphabet) and kept in the
+    passwords file the simple auth manager reads (JSON ``{"admin": "..."}``, mode 0600)."""
+    path = passwords_file(home)
+    try:
+        passwords = json.loads(path.read_text() or "{}")
+    except FileNotFoundError:
+        passwords = {}
+    except ValueError as exc:
+        raise RuntimeError(f"{path} is not the JSON object of passwords Airflow writes: {exc}") from None
+    if not passwords.get(LOGIN_USER):
+        alphabet = "abcdefghkmnpqrstuvwxyzABCDEFGHKMNPQRSTUVWXYZ23456789"
+        passwords[LOGIN_USER] = "".join(secrets.choice(alphabet) for _ in range(16))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(passwords) + "\n")
+    return passwords[LOGIN_USER]
 
 
 @functools.lru_cache(maxsize=1)

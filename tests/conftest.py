@@ -64,8 +64,15 @@ def local_endpoint():
 
 @pytest.fixture(scope="session")
 def airflow_db():
-    local_airflow.migrate_db(ENV)
-    return ENV["AIRFLOW_HOME"]
+    """Airflow's metadata DB: a PostgreSQL cluster of this session's own (in its temp home), stopped at the end;
+    a guard process stops it too when pytest is killed (so a `make up` stack's cluster is never touched)."""
+    cluster = local_airflow.metadata_db(ENV).start()
+    cluster.start_guard()
+    try:
+        local_airflow.migrate_db(ENV)
+        yield ENV["AIRFLOW_HOME"]
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
