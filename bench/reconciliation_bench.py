@@ -166,7 +166,7 @@ def naive_pandas(
         & (pairs["event_count_s"] == pairs["event_count"])
     )
     exact = pairs.groupby("session_id")["exact"].any()
-    b["exact"] = b["session_id"].map(exact).fillna(False).astype(bool)
+    b["exact"] = b["session_id"].map(exact).astype("boolean").fillna(False).astype(bool)
     b["n_stream"] = b["session_id"].map(pairs.groupby("session_id").size()).fillna(0)
     counts = {"deferred": int((~b["settled"]).sum())}
     b = b[b["settled"]]
