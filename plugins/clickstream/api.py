@@ -99,9 +99,10 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _is_page_request(request: Request) -> bool:
+    """The page itself (not its assets or data): what a browser opens, so a login redirect helps."""
     path = request.scope.get("path", "")
     root = request.scope.get("root_path", "")
-    return not path[len(root) :].startswith("/api/") if path.startswith(root) else False
+    return path.startswith(root) and path[len(root) :] in ("", "/")
 
 
 def _airflow_root(request: Request) -> str:

@@ -8,6 +8,7 @@ const APP = BODY.dataset.appRoot || "./";
 const AIRFLOW = BODY.dataset.airflowRoot || "/";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const SESSION_HOURS_MAX = 48;
+const LATE_ROWS = 25;
 const CAUSE_LABELS = {
   matched: "matched",
   late: "late",
@@ -64,7 +65,7 @@ function section(id) {
 
 const fmt = new Intl.NumberFormat("en-US");
 const num = (n) => (n === null || n === undefined ? "–" : fmt.format(n));
-const pct = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(x >= 0.9995 && x < 1 ? 2 : 1)} %`);
+const pct = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)} %`);
 const hourLabel = (iso) => iso.slice(0, 13).replace("T", " ") + ":00";
 
 // ---------------------------------------------------------------- data access
@@ -201,13 +202,13 @@ function lineChart(container, { id, minutes, series, height = 220, yLabel }) {
 }
 
 // Vertical bars, one group per category, one bar per series.
-function groupedBars(container, { id, categories, series, height = 230 }) {
+function groupedBars(container, { id, categories, series, height = 260 }) {
   const total = series.reduce((sum, s) => sum + s.values.reduce((a, b) => a + b, 0), 0);
   if (total === 0) {
     emptyChart(container, "No sessions in this window.");
     return;
   }
-  const width = 960;
+  const width = 620;
   const m = { top: 16, right: 10, bottom: 28, left: 50 };
   const w = width - m.left - m.right;
   const h = height - m.top - m.bottom;
@@ -251,34 +252,35 @@ function groupedBars(container, { id, categories, series, height = 230 }) {
   container.replaceChildren(root, legend);
 }
 
-// Horizontal bars of counts by label.
+// Horizontal bars of counts by label; the label sits above its bar (reasons can be long sentences).
 function hbars(id, title, counts, cls) {
   const entries = Object.entries(counts);
   const box = el("div", { class: "hbars" }, el("h3", { class: "muted", text: title }));
   if (!entries.length) {
-    box.append(el("div", { class: "empty-chart", text: "Nothing quarantined in this window." }));
+    box.append(el("div", { class: "empty-chart", text: "Nothing in this window." }));
     return box;
   }
-  const row = 22;
-  const width = 460;
-  const labelWidth = 170;
+  const row = 34;
+  const width = 560;
   const max = Math.max(...entries.map(([, n]) => n));
-  const root = svg("svg", { id, viewBox: `0 0 ${width} ${entries.length * row + 6}`, role: "img" });
+  const root = svg("svg", { id, viewBox: `0 0 ${width} ${entries.length * row + 4}`, role: "img" });
   entries.forEach(([label, n], i) => {
-    const bw = ((width - labelWidth - 60) * n) / max;
+    const y = i * row;
+    const bw = ((width - 60) * n) / max;
     const bar = svg("rect", {
       class: `bar bar-${cls}`,
-      x: labelWidth,
-      y: i * row + 4,
+      x: 0,
+      y: y + 16,
       width: Math.max(bw, 1),
-      height: row - 8,
+      height: 13,
+      rx: 2,
       dataset: { reason: label, value: String(n) },
     });
     bar.append(svg("title", { text: `${label}: ${num(n)}` }));
     root.append(
-      svg("text", { x: labelWidth - 6, y: i * row + row / 2 + 4, "text-anchor": "end", text: label }),
+      svg("text", { class: "label", x: 0, y: y + 12, text: label }),
       bar,
-      svg("text", { class: "value", x: labelWidth + bw + 6, y: i * row + row / 2 + 4, text: num(n) }),
+      svg("text", { class: "value", x: bw + 6, y: y + 27, text: num(n) }),
     );
   });
   box.append(root);
@@ -324,11 +326,12 @@ function renderFlink(data) {
     ["Snapshots", data.snapshots],
     ["Newest snapshot", data.latest_snapshot ? `${data.latest_snapshot.name} (${data.latest_snapshot.status}, ${data.latest_snapshot.created})` : null],
   ].filter(([, v]) => v !== null && v !== undefined);
-  s.body.replaceChildren(
+  const parts = [
     el("span", { id: "flink-status", class: `badge ${kind}`, text: status, dataset: { status } }),
     data.message ? el("p", { text: data.message }) : null,
     el("dl", { class: "facts" }, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])),
-  );
+  ];
+  s.body.replaceChildren(...parts.filter(Boolean));
 }
 
 function renderQuarantine(data) {
@@ -617,7 +620,7 @@ async function load() {
   const requests = {
     hours: getJSON("api/hours", { hours }),
     sessions: getJSON("api/sessions", { hours: Math.min(hours, SESSION_HOURS_MAX) }),
-    late: getJSON("api/late-events", { hours, limit: 50 }),
+    late: getJSON("api/late-events", { hours, limit: LATE_ROWS }),
     quarantine: getJSON("api/quarantine", { hours }),
     flink: getJSON("api/flink"),
   };
