@@ -21,7 +21,7 @@ BATCH_COLOR = "#ff7f0e"
 CAUSE_COLORS = {
     "late": "#9467bd",
     "duplicate": "#8c564b",
-    "rule_difference": "#7f7f7f",
+    "rule_difference": "#17becf",
     "missing_in_stream": "#d62728",
     "missing_in_batch": "#e377c2",
     "mismatch": "#bcbd22",
@@ -130,8 +130,11 @@ def _reconciliation(chart: ChartData) -> Figure:
     rates = [100 * r for r in chart.column("match_rate")[::-1]]
     colors = ["#2ca02c" if s == "passed" else "#d62728" if s == "failed" else "#7f7f7f" for s in status]
     bars = rate_ax.barh(hours, rates, color=colors)
-    rate_ax.bar_label(bars, labels=[f"{r:.2f} % {s}" for r, s in zip(rates, status, strict=True)], fontsize=8)
-    rate_ax.set_xlim(0, 130)
+    rate_ax.bar_label(
+        bars, labels=[f"{r:.2f} % {s}" for r, s in zip(rates, status, strict=True)], padding=4, fontsize=8
+    )
+    rate_ax.set_xlim(0, 150)
+    rate_ax.set_xticks([0, 25, 50, 75, 100])
     rate_ax.set_xlabel("matched sessions (% of batch sessions)")
     left = [0] * len(hours)
     for cause in CAUSE_COLUMNS[1:]:
@@ -142,7 +145,7 @@ def _reconciliation(chart: ChartData) -> Figure:
     if not any(left):
         cause_ax.text(0.5, 0.5, "every compared session matched", ha="center", va="center")
     else:
-        cause_ax.legend(frameon=False, fontsize=8)
+        cause_ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     cause_ax.set_xlabel("sessions not matched, by cause")
     cause_ax.set_yticks(range(len(hours)), [""] * len(hours))
     for ax in (rate_ax, cause_ax):
@@ -173,7 +176,7 @@ def render_png(chart: ChartData) -> bytes:
         fig.suptitle(chart.title, x=0.01, ha="left", fontsize=12, fontweight="bold")
         fig.tight_layout()
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", metadata={"Software": None})
+        fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15, metadata={"Software": None})
         return buffer.getvalue()
     finally:
         plt.close(fig)
