@@ -100,10 +100,7 @@ def reconciliation_hours(lake: Lake, settings: Settings, window: paths.HourWindo
                 key = reports[hour]
                 row["report"] = {"key": key, "uri": lake.uri(key), "error": problem}
             if report is not None:
-                rate = report.get("match_rate")
-                row["match_rate"] = (
-                    rate if isinstance(rate, int | float) else analytics.match_rate(report["counts"])
-                )
+                row["match_rate"] = analytics.report_match_rate(report)
                 row["counts"] = analytics.ordered_counts(report["counts"])
                 row["totals"] = report.get("totals") if isinstance(report.get("totals"), dict) else None
             hours.append(row)
@@ -118,7 +115,8 @@ def reconciliation_hours(lake: Lake, settings: Settings, window: paths.HourWindo
 
 
 def report(lake: Lake, settings: Settings, hour: datetime, max_differences: int) -> dict[str, Any] | None:
-    """Hour H's report.json as written, with at most ``max_differences`` differences (their total is kept)."""
+    """Hour H's report.json as written, with at most ``max_differences`` differences; ``differences_total``
+    counts them all (the report's own total when it lists only some)."""
     key = paths.report_key(settings, hour)
     body = lake.read_json(key)
     if body is None:
@@ -126,11 +124,14 @@ def report(lake: Lake, settings: Settings, hour: datetime, max_differences: int)
     body = analytics.check_report(body, lake.uri(key))
     differences = body.get("differences")
     if isinstance(differences, list):
+        total = body.get("differences_total")
+        total = total if isinstance(total, int) and total >= len(differences) else len(differences)
+        shown = differences[:max_differences]
         body = {
             **body,
-            "differences": differences[:max_differences],
-            "differences_total": len(differences),
-            "differences_truncated": len(differences) > max_differences,
+            "differences": shown,
+            "differences_total": total,
+            "differences_truncated": total > len(shown),
         }
     return {"key": key, "uri": lake.uri(key), "report": body}
 

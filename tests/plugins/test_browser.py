@@ -9,10 +9,14 @@ test (``make test`` installs it with apt-get); it never skips.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 from clickstream import data, paths
+
+from include.config import settings
+from include.reconciliation import layout as reconciliation_layout
 
 pytestmark = pytest.mark.integration
 
@@ -165,18 +169,38 @@ def test_the_clickstream_page_shows_what_the_backend_data_implies(
     own.close()
 
 
-def test_backfill_of_a_failed_hour_goes_through_airflows_api(logged_in, api_server, seeded, artifacts_dir):
+def test_a_failed_hours_report_and_its_backfill(logged_in, api_server, seeded, artifacts_dir):
     page = logged_in
     page.goto(f"{api_server.url}/plugin/clickstream")
     frame = page.frame_locator("iframe[title='Clickstream']")
     frame.locator("body[data-loaded='true']").wait_for()
     row = frame.locator(f"#hours-table tbody tr[data-hour='{paths.iso_hour(seeded.failing_hour)}']")
+
+    report = seeded.reports[seeded.failing_hour]
+    row.get_by_role("button", name="view").click()
+    panel = frame.locator("#report-panel")
+    panel.locator("pre.differences").wait_for()
+    key = reconciliation_layout.report_key(settings(), seeded.failing_hour)
+    assert panel.locator("code").text_content() == f"s3://{settings().bucket}/{key}"
+    lines = panel.locator("pre.differences").text_content().splitlines()
+    shown = min(50, len(report["differences"]))
+    assert [json.loads(line) for line in lines[:shown]] == report["differences"][:shown]
+    totals = dict(
+        zip(
+            panel.locator("dl.report-totals dt").all_text_contents(),
+            panel.locator("dl.report-totals dd").all_text_contents(),
+            strict=True,
+        )
+    )
+    assert totals["batch.sessions"] == f"{report['totals']['batch']['sessions']:,}"
+    assert totals["stream.sessions"] == f"{report['totals']['stream']['sessions']:,}"
+
     row.locator("button.backfill").click()
     row.locator("button.confirm-backfill").click()
     notice = frame.locator("#backfill-result")
     notice.filter(has_not_text="Creating").wait_for()
     text = notice.text_content()
-    page.screenshot(path=str(artifacts_dir / "ui-backfill.png"))
+    page.screenshot(path=str(artifacts_dir / "ui-report-and-backfill.png"))
 
     dag = page.request.get(f"{api_server.url}/api/v2/dags/{data.RECONCILIATION_DAG_ID}")
     if dag.status == 404:
@@ -184,4 +208,4 @@ def test_backfill_of_a_failed_hour_goes_through_airflows_api(logged_in, api_serv
         assert "failed: HTTP 404: " in text and data.RECONCILIATION_DAG_ID in text, text
     else:
         assert dag.ok, dag.text()
-        assert f"of {data.RECONCILIATION_DAG_ID} created" in text
+        assert f"of {data.RECONCILIATION_DAG_ID} created" in text, text

@@ -450,6 +450,13 @@ function reportCell(hour) {
   );
 }
 
+// [["batch.sessions", 350], …] from nested totals.
+function flatten(object, prefix = "") {
+  return Object.entries(object).flatMap(([key, value]) =>
+    value && typeof value === "object" && !Array.isArray(value) ? flatten(value, `${prefix}${key}.`) : [[`${prefix}${key}`, value]],
+  );
+}
+
 async function showReport(hour) {
   const panel = document.getElementById("report-panel");
   panel.hidden = false;
@@ -461,9 +468,9 @@ async function showReport(hour) {
     panel.replaceChildren(
       el("h3", { text: `Report of ${hourLabel(hour.hour)} UTC` }),
       el("p", {}, el("code", { text: found.uri }), " ", el("button", { class: "linklike", type: "button", text: "close", onclick: () => (panel.hidden = true) })),
-      el("dl", { class: "facts" }, Object.entries(report.totals || {}).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: typeof v === "number" ? num(v) : JSON.stringify(v) })])),
+      el("dl", { class: "facts report-totals" }, flatten(report.totals || {}).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: typeof v === "number" ? num(v) : JSON.stringify(v) })])),
       diffs.length
-        ? el("pre", { text: diffs.map((d) => JSON.stringify(d)).join("\n") + (report.differences_truncated ? `\n… ${num(report.differences_total - diffs.length)} more` : "") })
+        ? el("pre", { class: "differences", text: diffs.map((d) => JSON.stringify(d)).join("\n") + (report.differences_truncated ? `\n… ${num(report.differences_total - diffs.length)} more` : "") })
         : el("p", { class: "muted", text: "No differences listed." }),
     );
   } catch (error) {
