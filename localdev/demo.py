@@ -200,15 +200,14 @@ class Demo:
         return runs
 
     def produce(self) -> list[Any]:
+        from include.compaction.layout import manifest_key
         from include.producer import ProducerParams, generate
 
         intervals = self._intervals()
-        from include.compaction.layout import manifest_key
-
         if self._exists(manifest_key(self.settings, self.hour)):
             self.ui.print(
-                f"  note: an earlier demo run already replayed {self.hour:%H}:00; the stream, restored from its "
-                "snapshot, sees these events again as late (its sessions are the first run's)",
+                f"  note: an earlier demo run already replayed {self.hour:%H}:00, so its events are sent again: "
+                "compaction removes the copies and the stream emits the same sessions again",
                 style="dim",
             )
         with self.ui.stage("Producer", total=len(intervals)) as stage:
@@ -234,6 +233,8 @@ class Demo:
         return truth
 
     def wait_for_firehose(self, truth: list[Any]) -> None:
+        from include.compaction.layout import raw_hour_prefix
+
         wanted = {e["event_id"] for batch in truth for e in batch.valid_events()}
         self.run.valid_events = len(wanted)
         with self.ui.stage("Firehose → raw/", total=len(wanted)) as stage:
@@ -246,8 +247,6 @@ class Demo:
                 time.sleep(2)
             for part, (objects, records) in sorted(partitions.items()):
                 self.ui.log(f"  s3://{self.bucket}/{part}  {objects} objects, {records} records")
-            from include.compaction.layout import raw_hour_prefix
-
             self.run.raw_objects, self.run.raw_records = partitions.get(
                 raw_hour_prefix(self.settings, self.hour), (0, 0)
             )

@@ -312,7 +312,11 @@ def analyse(lake: LakeData, contract: SessionContract | None = None) -> Analytic
     headline = [
         ("hours", hours if lake.hours else "none"),
         ("compacted events", f"{events.num_rows:,}" if events is not None else "none compacted"),
-        ("quarantined", f"{sum(quarantined.values()):,} {dict(sorted(quarantined.items()))}"),
+        (
+            "quarantined by compaction",
+            f"{sum(quarantined.values()):,}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(quarantined.items())),
+        ),
         ("stream sessions", f"{stream.num_rows:,}"),
         (batch_label.replace("batch", "batch sessions", 1), f"{batch.num_rows:,}"),
         ("late events (stream ledger)", f"{lake.late_events:,}"),
