@@ -52,9 +52,48 @@ def failure_message(context: dict[str, Any]) -> tuple[str, str]:
     return subject, message
 
 
+def _alert_already_sent(exception: BaseException | None) -> bool:
+    """A task that published its own, more specific alert marks its exception (or the one it chained)."""
+    while exception is not None:
+        if getattr(exception, "alert_sent", False):
+            return True
+        exception = exception.__cause__
+    return False
+
+
 def alert_on_failure(context: dict[str, Any]) -> None:
+    if _alert_already_sent(context.get("exception")):
+        return
     subject, message = failure_message(context)
     try:
         send_alert(subject, message)
     except Exception:  # noqa: BLE001 - alerting must not hide the task's own failure
         log.exception("Could not publish the failure alert %r", subject)
+
+
+def deadline_message(context: dict[str, Any] | None) -> tuple[str, str]:
+    """The deadline alert's text from the context Airflow passes a deadline callback (``dag_run`` as JSON,
+    ``deadline`` with its time)."""
+    context = context or {}
+    run = context.get("dag_run") or {}
+    deadline = (context.get("deadline") or {}).get("deadline_time")
+    dag_id = run.get("dag_id", "clickstream_reconciliation")
+    hour = run.get("data_interval_start") or run.get("logical_date") or "?"
+    subject = f"[clickstream] {dag_id}: hour {str(hour)[:13]} not reconciled by its deadline"
+    message = (
+        f"The reconciliation of the hour starting {hour} (run {run.get('run_id', '?')}, state "
+        f"{run.get('state', '?')}) has not finished by its deadline {deadline}.\n"
+        "Usually its sensor is still waiting: for a compaction manifest of an hour it reads (see "
+        "clickstream_compaction) or for the stream's progress marker to pass the settle horizon (is the Flink "
+        "application running? see clickstream_flink_watchdog). The sensor's log says which.\n"
+    )
+    return subject, message
+
+
+def alert_on_missed_deadline(context: dict[str, Any] | None = None, **_: Any) -> None:
+    """SyncCallback of the reconciliation's DeadlineAlert: publish the deadline alert (never raise)."""
+    subject, message = deadline_message(context)
+    try:
+        send_alert(subject, message)
+    except Exception:  # noqa: BLE001 - a callback failure must not mask the missed deadline in the logs
+        log.exception("Could not publish the deadline alert %r", subject)

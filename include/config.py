@@ -128,6 +128,15 @@ class Settings:
     reconcile_ledger_hours: int = field(
         default_factory=lambda: _env_int("CLICKSTREAM_RECONCILE_LEDGER_HOURS", 48)
     )
+    #: How long the reconciliation of an hour waits for its inputs (compaction manifests, the stream's progress
+    #: marker) before its sensor times out and alerts.
+    reconcile_wait_timeout_minutes: int = field(
+        default_factory=lambda: _env_int("CLICKSTREAM_RECONCILE_WAIT_TIMEOUT_MINUTES", 360)
+    )
+    #: The deadline alert fires when an hour is not reconciled this long after the hour's end.
+    reconcile_deadline_minutes: int = field(
+        default_factory=lambda: _env_int("CLICKSTREAM_RECONCILE_DEADLINE_MINUTES", 180)
+    )
 
     @property
     def firehose_prefix(self) -> str:

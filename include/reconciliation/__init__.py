@@ -4,22 +4,44 @@ session's cause, the report. Airflow-free; the DAG and ``clickstream reconcile``
 Modules, one job each: ``options`` (hour window, tunables), ``inputs`` (what a run reads, DuckDB views),
 ``offline`` (local files -> inputs), ``s3_io`` (the S3 layout -> inputs, results -> S3), ``layout`` (keys),
 ``hour_sessions`` (batch sessions), ``classify`` (causes), ``report`` (report.json, differences),
-``reconcile`` (the run), ``athena`` (the CTAS renders for hours too big for one worker).
+``reconcile`` (the run), ``athena`` (the CTAS renders for hours too big for one worker), ``params`` (the DAG's
+params), ``progress`` (the stream's progress marker), ``repair`` (repair runs), ``catalog`` (the ``sessions``
+Glue table), ``tasks`` (the DAG's task bodies).
+
+The names below are imported on first use, so a DAG file can import :mod:`include.reconciliation.params`
+without loading DuckDB and pyarrow at parse time.
 """
 
-from include.reconciliation.inputs import HourInputs
-from include.reconciliation.options import HourWindow, ReconcileOptions
-from include.reconciliation.reconcile import HourResult, reconcile_hour
-from include.reconciliation.report import STATUS_BATCH_ONLY, STATUS_FAILED, STATUS_PASSED, Report
+from __future__ import annotations
 
-__all__ = [
-    "STATUS_BATCH_ONLY",
-    "STATUS_FAILED",
-    "STATUS_PASSED",
-    "HourInputs",
-    "HourResult",
-    "HourWindow",
-    "ReconcileOptions",
-    "Report",
-    "reconcile_hour",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "HourInputs": "include.reconciliation.inputs",
+    "HourWindow": "include.reconciliation.options",
+    "ReconcileOptions": "include.reconciliation.options",
+    "HourResult": "include.reconciliation.reconcile",
+    "reconcile_hour": "include.reconciliation.reconcile",
+    "STATUS_BATCH_ONLY": "include.reconciliation.report",
+    "STATUS_FAILED": "include.reconciliation.report",
+    "STATUS_PASSED": "include.reconciliation.report",
+    "STATUS_REPAIRED": "include.reconciliation.report",
+    "Report": "include.reconciliation.report",
+    "ReconcileParams": "include.reconciliation.params",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -28,6 +28,8 @@ STATUS_PASSED = "passed"
 STATUS_FAILED = "failed"
 #: No stream output for the hour (before the stream existed): the batch sessions stand alone, not a failure.
 STATUS_BATCH_ONLY = "batch_only"
+#: A repair run after a stream outage: the published batch sessions stand in for what the stream missed.
+STATUS_REPAIRED = "repaired"
 
 
 @dataclass
@@ -42,6 +44,8 @@ class Report:
     differences: list[dict[str, Any]] = field(default_factory=list)
     #: All differences, also those left out of ``differences`` by the report limit.
     differences_total: int = 0
+    #: Set by a repair run (include.reconciliation.repair): previous status and sessions served from batch.
+    repair: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,6 +13,7 @@ from include.dag_params import param_specs
 from include.flink_lifecycle import LifecycleParams
 from include.producer.params import ProducerParams
 from include.provision.teardown import TeardownParams
+from include.reconciliation.params import ReconcileParams
 from localdev.airflow_env import REPO
 
 #: The typed source of each DAG's params. A DAG with params that is not listed here fails
@@ -22,6 +23,7 @@ TYPED_SOURCES: dict[str, type] = {
     "clickstream_producer": ProducerParams,
     "clickstream_flink_lifecycle": LifecycleParams,
     "clickstream_teardown": TeardownParams,
+    "clickstream_reconciliation": ReconcileParams,
 }
 
 
