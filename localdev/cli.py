@@ -54,18 +54,26 @@ def sessionize(
     timeout_s: float = 1800,
 ) -> list[dict[str, Any]]:
     """Sessions of a checked events file with the chosen engine, sorted by user_id, device_id, session_start."""
-    from localdev.event_files import check_time_order, read_events_file
-
-    events = read_events_file(input_path, contract)
     if engine == "duckdb":
         from include.sessions import batch
+        from localdev.event_files import load_events_file
 
         con = batch.connect()
         try:
-            batch.register_raw_records(con, events.records)
-            return _sort_sessions(batch.sessions(con, contract))
+            events = load_events_file(con, input_path, contract)
+            rows = batch.sessions(
+                con,
+                contract,
+                events.relation,
+                source_kind=events.source_kind,
+                arrival_order=events.arrival_order,
+            )
+            return _sort_sessions(rows)
         finally:
             con.close()
+    from localdev.event_files import check_time_order, read_events_file
+
+    events = read_events_file(input_path, contract)
     if engine == "flink":
         from localdev import flink_runner
 

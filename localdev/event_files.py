@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from include.events_schema import EVENT_FIELDS
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from include.events_schema import CLIENT_EVENT_MAX_LEN, EVENT_FIELDS
 from include.sessions.contract import LATE_MARGIN_MS, SessionContract
 from localdev.reference import fields_of, reject_reason, timestamp_ms
 
@@ -102,3 +107,111 @@ def check_time_order(events: EventsFile, contract: SessionContract) -> None:
             )
         if max_ms is None or ms > max_ms:
             max_ms, max_line = ms, line_no
+
+
+# --- The DuckDB engine's reading: every line checked in SQL, Python only for a file with a suspicious line ---
+
+#: A line that is certainly an event the checks above accept: one JSON object of exactly six members, each a
+#: non-empty string without escapes or control characters or a positive integer (so Python's json and DuckDB's
+#: reader see the same values). Anything else goes to :func:`read_events_file` for the verdict and the message.
+_PLAIN_MEMBER = (
+    r'(?:"(?:event_id|device_id|client_event|client_timestamp|countrycode)"[ \t]*:[ \t]*"[^"\\\x00-\x1f]+"'
+    r'|"user_id"[ \t]*:[ \t]*[1-9][0-9]{0,9})'
+)
+_PLAIN_EVENT = rf"[ \t]*\{{[ \t]*(?:{_PLAIN_MEMBER}[ \t]*,[ \t]*){{5}}{_PLAIN_MEMBER}[ \t]*\}}[ \t]*[\r\n]*"
+_PATHS = "[" + ", ".join(f"'$.{name}'" for name in EVENT_FIELDS) + "]"
+
+
+@dataclass(frozen=True)
+class LoadedEvents:
+    """Where :func:`load_events_file` left the events, in the terms of ``include.sessions.batch``."""
+
+    #: A relation (subquery) over the loaded table.
+    relation: str
+    #: "typed" when SQL proved every line good (typed columns, no JSON left to parse), else "raw".
+    source_kind: str
+    #: The file order column (copies of an event_id keep the first line).
+    arrival_order: str
+
+
+def _lines_table(data: bytes) -> pa.Table:
+    """The file's lines (split at b"\\n" like iterating a binary file) as Arrow strings without copying, with
+    1-based line numbers; raises ValueError when the bytes are not UTF-8."""
+    newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    ends = newlines + 1
+    if len(data) and (not len(newlines) or newlines[-1] != len(data) - 1):
+        ends = np.r_[ends, len(data)]
+    offsets = np.r_[0, ends].astype(np.int64)
+    lines = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+    try:
+        lines.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise ValueError(str(exc)) from None
+    numbers = np.arange(1, len(ends) + 1, dtype=np.int64)
+    line_no = pa.Array.from_buffers(pa.int64(), len(ends), [None, pa.py_buffer(numbers)])  # no pandas import
+    return pa.table({"line": lines, "line_no": line_no})
+
+
+def load_events_file(
+    con: duckdb.DuckDBPyConnection,
+    path: str | os.PathLike,
+    contract: SessionContract,
+    name: str = "events_file",
+    now_ms: int | None = None,
+) -> LoadedEvents:
+    """Check every line in DuckDB SQL and leave the events in table ``name``; the same errors as
+    :func:`read_events_file`, which gives the verdict (and the message) only when SQL finds a line it cannot
+    prove good. Returns the relation to sessionize with ``include.sessions.batch``."""
+    source = Path(path)
+    if not source.is_file():
+        raise InputError(f"input file {source} does not exist or is not a file")
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        lines = _lines_table(source.read_bytes())
+    except ValueError:
+        read_events_file(source, contract, now_ms)  # raises, naming the line
+        raise
+    con.register(f"{name}_lines", lines)
+    ts_format = "%Y-%m-%dT%H:%M:%S.%gZ"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {name} AS
+        WITH classified AS (
+            -- each line as read, with its newline: the tests allow for it, so no copy without it is made
+            SELECT line, line_no,
+                regexp_full_match(line, '[ \\t\\x0b\\x0c\\r\\n]*') AS blank,
+                regexp_full_match(line, '{_PLAIN_EVENT}') AS plain
+            FROM {name}_lines
+        ),
+        members AS (
+            SELECT line_no, blank,
+                CASE WHEN plain THEN json_extract_string(line, {_PATHS}) END AS v
+            FROM classified
+        )
+        -- six members, each one of the six names, all six found: no name twice, user_id the only number
+        SELECT line_no, blank,
+            COALESCE(
+                v[1] IS NOT NULL AND v[3] IS NOT NULL AND v[6] IS NOT NULL
+                AND TRY_CAST(v[2] AS BIGINT) <= 2147483647
+                AND strlen(v[4]) <= {CLIENT_EVENT_MAX_LEN}
+                AND strftime(ts, '{ts_format}') = v[5]
+                AND epoch_ms(ts) <= {now_ms + contract.max_future_skew_ms},
+                FALSE
+            ) AS good,
+            v[1] AS event_id,
+            TRY_CAST(v[2] AS INTEGER) AS user_id,
+            v[3] AS device_id,
+            v[4] AS client_event,
+            ts AS client_timestamp,
+            v[6] AS countrycode
+        FROM (SELECT *, try_strptime(v[5], '{ts_format}') AS ts FROM members)
+        """
+    )
+    (suspicious,) = con.execute(f"SELECT count(*) FROM {name} WHERE NOT good AND NOT blank").fetchone()
+    if suspicious:
+        read_events_file(source, contract, now_ms)  # raises at the first bad line, or accepts the file
+        # lines only Python could prove good (escapes, spacing): the batch SQL reads the JSON text itself
+        record = r"regexp_replace(line, '[\r\n]+$', '')"  # line.rstrip("\r\n")
+        return LoadedEvents(f"(SELECT {record} AS record, line_no FROM {name}_lines)", "raw", "line_no")
+    typed = ", ".join(EVENT_FIELDS)
+    return LoadedEvents(f"(SELECT {typed}, line_no FROM {name} WHERE good)", "typed", "line_no")

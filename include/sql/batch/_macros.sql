@@ -2,11 +2,19 @@
     DuckDB dialect. Timestamps are handled as epoch milliseconds and plain (UTC) TIMESTAMPs, so the DuckDB
     session time zone never matters. -#}
 
-{#- One field of the raw JSON record as a string; NULL when missing, JSON null, an object/array or bad JSON
-    (what Flink's JSON_VALUE returns). `doc` is the record parsed once, NULL when it is not valid JSON. -#}
-{% macro field(name) -%}
-CASE WHEN json_type(doc, '$.{{ name }}') NOT IN ('OBJECT', 'ARRAY', 'NULL')
-    THEN json_extract_string(doc, '$.{{ name }}') END
+{#- The six members read from a raw record, in this order. -#}
+{% set EVENT_MEMBERS = ('event_id', 'user_id', 'device_id', 'client_event', 'client_timestamp', 'countrycode') %}
+
+{% macro member_paths() -%}
+[{% for name in EVENT_MEMBERS %}'$.{{ name }}'{{ ', ' if not loop.last }}{% endfor %}]
+{%- endmacro %}
+
+{#- Member i of the raw record as a string; NULL when missing, JSON null, an object/array or bad JSON (what
+    Flink's JSON_VALUE returns). `members` holds each member's JSON text (a string member starts with a quote),
+    `texts` the same members as strings. -#}
+{% macro member(i) -%}
+CASE WHEN NOT (members[{{ i }}] = 'null' OR starts_with(members[{{ i }}], '{') OR starts_with(members[{{ i }}], '['))
+    THEN texts[{{ i }}] END
 {%- endmacro %}
 
 {#- TRUE when the string is exactly the wire format and names a real instant (formatting the parsed value gives
@@ -26,7 +34,7 @@ strftime(make_timestamp(({{ ms_expr }}) * 1000), {{ DUCKDB_TS_FORMAT }})
 {% macro check(rule) -%}
 {% set f = rule.field %}
 {% if rule.check == 'not_json_object' -%}
-NOT COALESCE(json_type(doc) = 'OBJECT', FALSE)
+NOT COALESCE(is_object, FALSE)
 {%- elif rule.check == 'null' -%}
 {{ f }} IS NULL
 {%- elif rule.check == 'bad_string' -%}
@@ -61,17 +69,23 @@ END
     arrival). -#}
 {% macro event_ctes(source, source_kind, arrival_order) -%}
 {% if source_kind == 'raw' %}
+{#- Each JSON function parses the record again, so a record is parsed three times (valid? root type? the six
+    members as JSON text and as strings, each list in one call) rather than once per field and function. -#}
 source_records AS (
     SELECT record, {{ arrival_order }} AS arrival_order,
-        CASE WHEN json_valid(record) THEN record::JSON END AS doc
+        CASE WHEN json_valid(record) THEN json_type(record) END AS root_type,
+        CASE WHEN json_valid(record) THEN json_extract(record, {{ member_paths() }}) END AS members,
+        CASE WHEN json_valid(record) THEN json_extract_string(record, {{ member_paths() }}) END AS texts
     FROM {{ source }}
-    WHERE trim(record) <> ''
+    -- blank records are skipped (trim only for records that start with a space: CASE keeps that order)
+    WHERE CASE WHEN starts_with(record, ' ') THEN trim(record) <> '' ELSE record <> '' END
 ),
 parsed_events AS (
     SELECT
-        record, arrival_order, doc,
-{% for name in ('event_id', 'user_id', 'device_id', 'client_event', 'client_timestamp', 'countrycode') %}
-        {{ field(name) | indent(8) }} AS {{ name }},
+        record, arrival_order,
+        root_type = 'OBJECT' AS is_object,
+{% for name in EVENT_MEMBERS %}
+        {{ member(loop.index) }} AS {{ name }},
 {% endfor %}
     FROM source_records
 ),
@@ -81,7 +95,7 @@ parsed_events AS (
         to_json({'event_id': event_id, 'user_id': user_id, 'device_id': device_id, 'client_event': client_event,
             'client_timestamp': {{ iso('epoch_ms(client_timestamp)') }}, 'countrycode': countrycode})::VARCHAR AS record,
         {{ arrival_order }} AS arrival_order,
-        '{}'::JSON AS doc,
+        TRUE AS is_object,
         event_id::VARCHAR AS event_id,
         user_id::VARCHAR AS user_id,
         device_id::VARCHAR AS device_id,
@@ -100,8 +114,7 @@ checked_events AS (
 unique_events AS (
     SELECT
         event_id, CAST(user_id AS INTEGER) AS user_id, device_id, client_event, client_timestamp, countrycode,
-        {{ epoch_ms('client_timestamp') }} AS event_ms,
-        client_timestamp || chr(1) || client_event || chr(1) || event_id || chr(1) || countrycode AS sort_key
+        {{ epoch_ms('client_timestamp') }} AS event_ms
     FROM checked_events
     WHERE reason IS NULL
     QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY arrival_order) = 1
