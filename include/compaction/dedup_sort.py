@@ -1,43 +1,52 @@
 """Deduplicate the hour's spilled rows by event_id, sort them, and write the compacted Parquet file.
 
-Two external DuckDB sorts rather than a window or a hash aggregate: DuckDB's sort spills to its
-``temp_directory`` reliably within ``memory_limit`` (a ROW_NUMBER window over every event_id ran out of memory
-at 10M rows / 256 MB).
+Duplicates are few (at-least-once redelivery), so only their rows are sorted by id; everything else is sorted
+once, straight into the output order. DuckDB's hash aggregate, joins and sort all spill to its
+``temp_directory`` within ``memory_limit`` (a ROW_NUMBER window over every event_id ran out of memory at 10M
+rows / 256 MB, so there is none).
 
-1. Sort by (event_id, ts_ms, src, line) and keep each id's first row: the earliest client_timestamp, ties
-   broken by arrival order (object in listing order, then line). Written to a local file.
-2. Sort that by (user_id, device_id, ts_ms, event_id) into the output, written by pyarrow batch by batch with
-   the exact column types while hashing the canonical rows (the content checksum).
+1. The event_ids that occur more than once (a hash aggregate).
+2. Their rows, sorted by (event_id, ts_ms, src, line); each id keeps its first row: the earliest
+   client_timestamp, ties broken by arrival order (object in listing order, then line). Written to a local file.
+3. The rows of every other id plus those first rows, sorted by (user_id, device_id, ts_ms, event_id) into the
+   output, written by pyarrow batch by batch with the exact column types while a second thread hashes the
+   canonical rows (the content checksum).
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from include.compaction import event_ids
 from include.compaction.events_table import EVENTS_SCHEMA, hash_rows
 from include.compaction.params import CompactionOptions
 
 _PAYLOAD_COLUMNS = ("user_id", "device_id", "client_event", "ts_ms", "countrycode")
+#: The event_id as DuckDB groups, joins and sorts it (see :mod:`~include.compaction.event_ids`).
+_ID = "id_hi, id_lo"
+_COLUMNS = f"{_ID}, " + ", ".join(_PAYLOAD_COLUMNS)
 
 
 @dataclass(frozen=True)
 class SortedOutput:
     """Counts of the dedup and write, each from its own source, and the output's content checksum."""
 
-    #: Rows read back from the spill (pass 1).
+    #: Rows in the spill files (their footers).
     spilled: int
-    #: Distinct event_ids kept (pass 1).
+    #: Distinct event_ids: the spilled rows less the extra copies of the duplicated ids.
     distinct: int
     #: event_ids whose copies disagree on the payload.
     conflicting: int
-    #: Rows written (pass 2).
+    #: Rows written (step 3).
     written: int
     #: Rows according to the written file's footer.
     file_rows: int
@@ -93,10 +102,16 @@ class FirstPerEventId:
         return kept
 
 
+def _with_event_id(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with the ``event_id`` string rebuilt from its (id_hi, id_lo) columns, in front."""
+    ids = event_ids.strings(batch.column("id_hi").to_numpy(), batch.column("id_lo").to_numpy())
+    return pa.RecordBatch.from_arrays([ids, *batch.columns], names=["event_id", *batch.schema.names])
+
+
 def _to_events_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [
-            batch.column("event_id").cast(pa.string()),
+            event_ids.strings(batch.column("id_hi").to_numpy(), batch.column("id_lo").to_numpy()),
             batch.column("user_id").cast(pa.int32()),
             batch.column("device_id").cast(pa.string()),
             batch.column("client_event").cast(pa.string()),
@@ -115,10 +130,9 @@ def dedup_sort_write(
     DuckDB gets ``options.duckdb_memory_limit`` and ``options.duckdb_threads`` and spills to ``work_dir/duckdb``;
     batches of ``options.row_group_rows`` rows become the output's row groups.
     """
-    row_group_rows = options.row_group_rows
     sha = hashlib.sha256()
     dedup = FirstPerEventId()
-    written = 0
+    spilled = written = 0
     writer = pq.ParquetWriter(
         out_path,
         EVENTS_SCHEMA,
@@ -140,32 +154,63 @@ def dedup_sort_write(
             )
             try:
                 source = "read_parquet([" + ", ".join(_sql_str(f) for f in spill_files) + "])"
-                dedup_path = work_dir / "dedup.parquet"
-                first_pass = con.sql(
-                    f"SELECT event_id, user_id, device_id, client_event, ts_ms, countrycode FROM {source} "
-                    "ORDER BY event_id, ts_ms, src, line"
-                ).to_arrow_reader(row_group_rows)
-                with pq.ParquetWriter(dedup_path, first_pass.schema, compression="snappy") as dedup_writer:
-                    for batch in first_pass:
-                        dedup_writer.write_batch(dedup(batch))
-                second_pass = con.sql(
-                    f"SELECT * FROM read_parquet({_sql_str(str(dedup_path))}) "
-                    "ORDER BY user_id, device_id, ts_ms, event_id"
-                ).to_arrow_reader(row_group_rows)
-                for batch in second_pass:
-                    out = _to_events_batch(batch)
-                    writer.write_batch(out, row_group_size=row_group_rows)
-                    hash_rows(sha, out)
-                    written += out.num_rows
+                spilled = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+                con.execute(
+                    f"CREATE TEMP TABLE duplicated AS SELECT {_ID} FROM {source} "
+                    f"GROUP BY {_ID} HAVING count(*) > 1"
+                )
+                first_rows = work_dir / "dedup.parquet"
+                _first_rows_of_duplicates(con, source, dedup, first_rows, options.row_group_rows)
+                output_rows = con.sql(
+                    f"SELECT {_COLUMNS} FROM {source} ANTI JOIN duplicated USING ({_ID}) "
+                    f"UNION ALL SELECT {_COLUMNS} FROM read_parquet({_sql_str(str(first_rows))}) "
+                    f"ORDER BY user_id, device_id, ts_ms, {_ID}"
+                ).to_arrow_reader(options.row_group_rows)
+                written = _write_and_hash(output_rows, writer, sha, options.row_group_rows)
             finally:
                 con.close()
     finally:
         writer.close()
     return SortedOutput(
-        spilled=dedup.rows,
-        distinct=dedup.kept,
+        spilled=spilled,
+        distinct=spilled - dedup.rows + dedup.kept,
         conflicting=dedup.conflicting,
         written=written,
         file_rows=pq.ParquetFile(out_path).metadata.num_rows,
         checksum="sha256:" + sha.hexdigest(),
     )
+
+
+def _first_rows_of_duplicates(
+    con: duckdb.DuckDBPyConnection, source: str, dedup: FirstPerEventId, path: Path, batch_rows: int
+) -> None:
+    """Write the first row of each duplicated event_id (table ``duplicated``) to ``path``."""
+    rows = con.sql(
+        f"SELECT {_COLUMNS} FROM {source} SEMI JOIN duplicated USING ({_ID}) ORDER BY {_ID}, ts_ms, src, line"
+    ).to_arrow_reader(batch_rows)
+    with pq.ParquetWriter(path, rows.schema.insert(0, pa.field("event_id", pa.string()))) as out:
+        for batch in rows:
+            out.write_batch(dedup(_with_event_id(batch)))
+
+
+def _write_and_hash(
+    rows: pa.RecordBatchReader, writer: pq.ParquetWriter, sha: Any, row_group_rows: int
+) -> int:
+    """Write ``rows`` as the output's row groups while a second thread hashes them; returns the rows written.
+
+    Encoding (the writer) and hashing release the GIL, so they overlap; batches are hashed one after another,
+    in file order.
+    """
+    written = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compaction-checksum") as hasher:
+        hashed: Future[None] | None = None
+        for batch in rows:
+            out = _to_events_batch(batch)
+            if hashed is not None:
+                hashed.result()
+            hashed = hasher.submit(hash_rows, sha, out)
+            writer.write_batch(out, row_group_size=row_group_rows)
+            written += out.num_rows
+        if hashed is not None:
+            hashed.result()
+    return written

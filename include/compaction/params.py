@@ -58,6 +58,14 @@ class CompactionOptions:
         "(a temporary directory inside it is removed afterwards); empty: the system's temporary directory.",
     )
 
+    validation_threads: int = param(
+        2,
+        "Threads that validate blocks of raw lines in parallel (the vectorised fast path), while the reading "
+        "thread decompresses the next block; each holds one block of a few MB.",
+        minimum=1,
+        maximum=64,
+    )
+
     def __post_init__(self) -> None:
         # Sizes first, in the words compact_hour has always used; then every field against its declaration.
         for name in ("chunk_rows", "row_group_rows"):

@@ -1,4 +1,4 @@
-"""Reading one listed gzip JSON-lines object from S3 as blocks of lines, in bounded memory.
+"""Reading one listed gzip JSON-lines object from S3 as blocks of whole lines, in bounded memory.
 
 The read is pinned to the ETag of the listing (``If-Match``), so an object replaced after it was listed fails
 the compaction instead of mixing two versions into one hour, and any read or gzip failure names the key.
@@ -14,7 +14,7 @@ from typing import Any
 from include.compaction.errors import RawObjectUnreadable
 
 #: Decompressed bytes read per step: one step's lines are in memory at a time.
-READ_BLOCK = 1 << 20
+READ_BLOCK = 4 << 20
 
 
 class ByteCount:
@@ -26,13 +26,14 @@ class ByteCount:
         self.total = 0
 
 
-def read_line_blocks(
-    s3_client: Any, bucket: str, obj: dict, uncompressed: ByteCount
-) -> Iterator[list[bytes]]:
-    """Yield the lines of listed object ``obj`` (``{"key", "etag", ...}``) in blocks, newlines removed.
+def read_blocks(
+    s3_client: Any, bucket: str, obj: dict, uncompressed: ByteCount, block_size: int = READ_BLOCK
+) -> Iterator[bytes]:
+    """Yield the decompressed content of listed object ``obj`` (``{"key", "etag", ...}``) in blocks of whole lines.
 
-    A last line without a trailing newline is still a line; ``uncompressed.total`` grows by the decompressed
-    size as it is read.
+    Every block but the last ends with a newline; the last holds what follows the last newline (a last line
+    without a trailing newline is still a line). ``uncompressed.total`` grows by the decompressed size as it
+    is read.
     """
     key = obj["key"]
     try:
@@ -44,7 +45,7 @@ def read_line_blocks(
         leftover = b""
         while True:
             try:
-                chunk = gz.read(READ_BLOCK)
+                chunk = gz.read(block_size)
             except (OSError, EOFError, zlib.error) as exc:
                 raise RawObjectUnreadable(key, f"not a complete GZIP stream ({exc})") from exc
             except Exception as exc:  # botocore streaming errors: connection reset, incomplete read...
@@ -52,10 +53,25 @@ def read_line_blocks(
             if not chunk:
                 break
             uncompressed.total += len(chunk)
-            lines = (leftover + chunk).split(b"\n") if leftover else chunk.split(b"\n")
-            leftover = lines.pop()
-            yield lines
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:  # no line ends in this chunk
+                leftover += chunk
+                continue
+            whole = chunk if cut == len(chunk) else chunk[:cut]
+            yield leftover + whole if leftover else whole
+            leftover = chunk[cut:]
         if leftover:
-            yield [leftover]
+            yield leftover
     finally:
         body.close()
+
+
+def read_line_blocks(
+    s3_client: Any, bucket: str, obj: dict, uncompressed: ByteCount
+) -> Iterator[list[bytes]]:
+    """Yield the lines of listed object ``obj`` in blocks, newlines removed (see :func:`read_blocks`)."""
+    for block in read_blocks(s3_client, bucket, obj, uncompressed):
+        lines = block.split(b"\n")
+        if block.endswith(b"\n"):
+            lines.pop()
+        yield lines
