@@ -289,17 +289,27 @@ class Stack:
         run = api.run_dag(SETUP_DAG, {}, deadline)
         if run["state"] != "success":
             raise StackError(
-                f"{SETUP_DAG} run {run['dag_run_id']} ended {run['state']}: {api.failed_tasks(run)}"
+                f"{SETUP_DAG} run {run['dag_run_id']} ended {run['state']}: {api.failed_tasks(run)}; "
+                f"task logs under {self._task_logs(run)}"
             )
 
         app = self.flink_status()
         if app != "RUNNING":
             say(f"{LIFECYCLE_DAG} action=start (the Flink application is {app}) …")
             run = api.run_dag(LIFECYCLE_DAG, {"action": "start"}, deadline)
+            if run["state"] != "success" and self.flink_status() in ("STARTING", "RUNNING"):
+                # Seen on a loaded 2-core machine: the reschedule-mode sensor's try is lost between the
+                # LocalExecutor and the API server ("Task Instance not found") although the app is starting.
+                # Starting is idempotent (a RUNNING app is left alone), so one more run settles it.
+                say(
+                    f"  run {run['dag_run_id']} ended {run['state']} ({api.failed_tasks(run)}) while the "
+                    "application is starting; running it once more …"
+                )
+                run = api.run_dag(LIFECYCLE_DAG, {"action": "start"}, deadline)
             if run["state"] != "success":
                 raise StackError(
                     f"{LIFECYCLE_DAG} run {run['dag_run_id']} ended {run['state']}: {api.failed_tasks(run)}; "
-                    f"Flink job logs under {self.state_dir / 'aws'}"
+                    f"task logs under {self._task_logs(run)}, Flink job logs under {self.state_dir / 'aws'}"
                 )
             app = self.flink_status()
             if app != "RUNNING":
@@ -308,6 +318,9 @@ class Stack:
         for dag in present:
             api.set_paused(dag, False)
         say(f"  unpaused {', '.join(present)}")
+
+    def _task_logs(self, run: dict) -> Path:
+        return self.home / "logs" / f"dag_id={run['dag_id']}" / f"run_id={run['dag_run_id']}"
 
     def flink_status(self) -> str | None:
         """The Flink application's status on the local endpoint (None when it does not exist or no answer)."""
