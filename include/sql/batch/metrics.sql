@@ -13,7 +13,7 @@ SELECT
     countrycode,
     device_id,
     client_event,
-    count(DISTINCT event_id) AS events,
+    count(*) AS events,  -- unique_events has one row per event_id
     count(DISTINCT user_id) AS users
 FROM windowed
 GROUP BY window_start_ms, countrycode, device_id, client_event
