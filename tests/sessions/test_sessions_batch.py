@@ -131,3 +131,88 @@ def test_metrics_count_distinct_events_and_users_per_minute():
             "users": 1,
         },
     ]
+
+
+# --- The DuckDB engine's reading of a JSON-lines file (localdev.event_files.load_events_file) ---
+
+_GOOD = json.dumps(golden.event("ok", 1, golden.T))
+_TRICKY_LINES = [
+    '{"event_id": "a", "user_id": 1, "user_id": 2, "device_id": "m", "client_event": "v", '
+    '"client_timestamp": "2024-03-10T09:00:00.000Z", "countrycode": "DE"}',  # repeated key
+    json.dumps({**golden.event("e", 1, golden.T), "client_event": "caf\u00e9"}, ensure_ascii=True),  # escape
+    json.dumps({**golden.event("e", 1, golden.T), "client_event": "\ud800"}),  # lone surrogate escape
+    json.dumps({**golden.event("e", 1, golden.T), "client_event": "x" * 65}),
+    json.dumps({**golden.event("e", 1, golden.T), "user_id": 2147483648}),
+    json.dumps({**golden.event("e", 1, golden.T), "user_id": 0}),
+    json.dumps({**golden.event("e", 1, golden.T), "user_id": 1.0}),
+    json.dumps({**golden.event("e", 1, golden.T), "user_id": True}),
+    json.dumps({**golden.event("e", 1, golden.T), "user_id": None}),
+    json.dumps({**golden.event("e", 1, golden.T), "device_id": ""}),
+    json.dumps({**golden.event("e", 1, golden.T), "device_id": 7}),
+    json.dumps({**golden.event("e", 1, golden.T), "countrycode": "D\tE"}),
+    json.dumps({**golden.event("e", 1, golden.T), "client_timestamp": "2024-02-30T09:00:00.000Z"}),
+    json.dumps({**golden.event("e", 1, golden.T), "client_timestamp": "2024-03-10T09:00:00Z"}),
+    json.dumps(golden.event("e", 1, 4_102_444_800_000)),  # 2100: further ahead than allowed
+    json.dumps({**golden.event("e", 1, golden.T), "extra": "x"}),
+    json.dumps({k: v for k, v in golden.event("e", 1, golden.T).items() if k != "device_id"}),
+    "\ufeff" + _GOOD,  # byte order mark
+    _GOOD[:-1] + ",}",  # trailing comma
+    _GOOD.replace('"user_id": 1', '"user_id": NaN'),
+    "\t" + _GOOD + " \r",  # JSON whitespace around the object, a carriage return before the newline
+    _GOOD.replace(", ", ",\r"),  # a carriage return inside: JSON whitespace, not a line break here
+    " \t ",  # blank
+    "[1]",
+    "{not json",
+]
+
+
+def _outcome(read, path):
+    from localdev.event_files import InputError
+
+    try:
+        read(path)
+    except InputError as exc:
+        return str(exc)
+    return "accepted"
+
+
+@pytest.mark.parametrize("bad", _TRICKY_LINES + list(golden.build().rejected))
+def test_sql_reading_of_a_file_gives_the_python_verdict_and_message(tmp_path, bad):
+    """Every line SQL cannot prove good goes to the Python checks: same verdict, same error message."""
+    from localdev.event_files import load_events_file, read_events_file
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(("\n".join([_GOOD, bad, _GOOD]) + "\n").encode("utf-8", "surrogatepass"))
+    python = _outcome(lambda p: read_events_file(p, CONTRACT), path)
+    sql = _outcome(lambda p: load_events_file(batch.connect(), p, CONTRACT), path)
+    assert sql == python
+
+
+def test_sql_reading_of_a_file_refuses_bad_utf8_like_python(tmp_path):
+    from localdev.event_files import InputError, load_events_file
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(_GOOD.encode() + b"\n" + _GOOD.encode()[:-3] + b'\xff"}\n')
+    with pytest.raises(InputError, match=r"line 2: not UTF-8 \(invalid start byte at byte"):
+        load_events_file(batch.connect(), path, CONTRACT)
+
+
+@pytest.mark.parametrize("with_escape", [False, True])
+def test_sql_reading_sessionizes_like_the_reference(tmp_path, with_escape):
+    """Plain files go the typed way, files with a line only Python could prove good the raw way: same sessions."""
+    from localdev.event_files import load_events_file
+
+    records = [text for _, text in golden.random_block(7, range(2000, 2010), golden.T, 800)]
+    if with_escape:
+        records.append(json.dumps(golden.event("esc\u00e9", 2000, golden.T + 5), ensure_ascii=True))
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(r + "\n" for r in records) + "\n")
+    con = batch.connect()
+    events = load_events_file(con, path, CONTRACT)
+    assert events.source_kind == ("raw" if with_escape else "typed")
+    sessions = batch.sessions(
+        con, CONTRACT, events.relation, source_kind=events.source_kind, arrival_order=events.arrival_order
+    )
+    checked = reference.check_records(records, CONTRACT)
+    assert checked.rejected == [] and len(sessions) > 50
+    assert sessions == reference.sessionize(checked.events, CONTRACT)
