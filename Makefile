@@ -16,6 +16,7 @@ endif
 help:
 	@echo "make demo    - start the local AWS endpoint and run the pipeline through Airflow (prints where data landed)"
 	@echo "make test    - run every test (starts its own local endpoint on another port)"
+	@echo "make test-fast - the inner loop: tests without a JVM, endpoint, PostgreSQL or browser (under a minute)"
 	@echo "make up/down - start/stop the whole local stack (Airflow UI on http://127.0.0.1:8080, login printed)"
 	@echo "make status  - is every part of the local stack up and healthy"
 	@echo "make airflow - make up in the foreground (Ctrl-C stops everything)"
@@ -60,6 +61,11 @@ browser:
 test: sync browser
 	$(RUN) ruff check .
 	$(RUN) pytest
+
+# No sync, no ruff: only the tests marked neither integration, jvm, browser nor slow; guards fail any that
+# starts a JVM, endpoint, PostgreSQL or chromium anyway (tests/fast_guard.py).
+test-fast: sync
+	CLICKSTREAM_TEST_FAST=1 $(RUN) pytest -p no:cacheprovider
 
 lint: sync
 	$(RUN) ruff check .

@@ -2,17 +2,25 @@
 
 The endpoint (moto + companion) is started once per test session on ``CLICKSTREAM_TEST_PORT`` (4666 by
 default, so a `make up` endpoint on 4566 can keep running) and stopped, by PID, at the end.
+
+Markers: tests using the endpoint, PostgreSQL, an API server or chromium are marked ``integration``/``browser``
+from their fixtures (tests/fast_guard.py); modules that start PyFlink say ``jvm`` in ``pytestmark``.
+``CLICKSTREAM_TEST_FAST=1`` (`make test-fast`) runs only the rest and guards that it starts none of those.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from localdev import airflow_env as local_airflow
+from tests import fast_guard
 
 _HOME = Path(os.environ.get("CLICKSTREAM_TEST_HOME") or tempfile.mkdtemp(prefix="clickstream-tests-"))
 
@@ -43,6 +51,46 @@ ENV = local_airflow.local_env(
     },
 )
 local_airflow.apply(ENV)
+FAST = os.environ.get(fast_guard.FAST_ENV) == "1"
+_FAST_LOG = fast_guard.install() if FAST else None
+if _FAST_LOG is not None:
+    subprocess.Popen.__init__ = fast_guard.guarded_popen_init(_FAST_LOG)
+    atexit.register(shutil.rmtree, _FAST_LOG.parent, ignore_errors=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if FAST and not config.option.markexpr:
+        config.option.markexpr = fast_guard.FAST_MARKEXPR
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in sorted(fast_guard.slow_markers(item.fixturenames)):
+            item.add_marker(marker)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _FAST_LOG is not None:
+        item.stash[_GUARD_OFFSET] = _FAST_LOG.stat().st_size
+
+
+_GUARD_OFFSET = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if _FAST_LOG is None or report.when != "teardown" or _GUARD_OFFSET not in item.stash:
+        return
+    if found := fast_guard.violations(_FAST_LOG, item.stash[_GUARD_OFFSET]):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} ran in the fast set (make test-fast) but started: {'; '.join(found)}. "
+            "Use the session fixture that starts it (local_endpoint, airflow_db, ...) or add "
+            "`pytestmark = pytest.mark.integration` / `jvm` / `browser` to the module."
+        )
 
 
 @pytest.fixture(scope="session")

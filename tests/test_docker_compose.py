@@ -41,6 +41,8 @@ from localdev.aws.endpoint import PROJECT_ROOT
 from localdev.processes import descendants
 from tests.local_aws.support import free_port_pair, make_client, wait_for
 
+pytestmark = pytest.mark.slow
+
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yaml"
 SCHEMA_DIR = Path(__file__).parent / "compose_spec"
 AIRFLOW_COMPONENTS = {

@@ -17,6 +17,8 @@ import pytest
 
 from localdev import requirements
 
+pytestmark = pytest.mark.slow
+
 REPO = requirements.REPO
 CHECKED_IN = requirements.OUTPUT
 

@@ -13,6 +13,8 @@ import pytest
 from include.dag_policy import APPROVED_TAGS, LAYER_TAGS, OWNER, PROJECT_TAG, TIER_TAGS
 from localdev.airflow_env import REPO
 
+pytestmark = pytest.mark.slow
+
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 #: Hard ceiling per DAG file; the real budget (200 ms) is tracked by bench/dag_import_bench.py.
 IMPORT_CEILING_S = 2.0

@@ -24,7 +24,7 @@ from localdev.airflow_env import run_dag, task_result, task_states
 from localdev.reference import check_records, closed_sessions
 from tests.integration.lake import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.jvm]
 
 START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 PARAMS = {"users": 400, "events_per_second": 2.0, "seed": 3}

@@ -20,6 +20,7 @@ from tests.local_aws.support import flink_rest, is_loopback, listening_sockets, 
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.jvm,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
 ]
 

@@ -38,7 +38,7 @@ from tests.local_aws.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.jvm]
 
 APP = "sessions-app"
 STREAM = "clicks"

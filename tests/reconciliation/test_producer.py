@@ -15,6 +15,8 @@ from include.reconciliation.offline import read_inputs
 from tests.reconciliation.helpers import CONTRACT, H, write_jsonl
 from tests.reconciliation.stream_model import stream_outputs
 
+pytestmark = pytest.mark.slow
+
 
 def produce(tmp_path, **knobs):
     params = ProducerParams(seed=11, users=3000, events_per_second=6, **knobs)

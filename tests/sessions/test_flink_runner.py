@@ -12,6 +12,8 @@ from include.sessions.contract import SessionContract
 from localdev import flink_runner as fr
 from tests.sessions.golden import T, event
 
+pytestmark = pytest.mark.jvm
+
 CONTRACT = SessionContract()
 
 

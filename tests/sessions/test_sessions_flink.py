@@ -15,6 +15,8 @@ from include.sessions.contract import SESSION_FIELDS, SessionContract
 from localdev import cli, flink_runner, reference
 from tests.sessions import golden
 
+pytestmark = pytest.mark.jvm
+
 CONTRACT = SessionContract()
 
 
