@@ -22,16 +22,25 @@ import pytest
 from localdev import airflow_env as local_airflow
 from tests import fast_guard
 
-_HOME = Path(os.environ.get("CLICKSTREAM_TEST_HOME") or tempfile.mkdtemp(prefix="clickstream-tests-"))
+# Each pytest-xdist worker (PYTEST_XDIST_WORKER=gw0, gw1, ...) is a session of its own: its own home (so its own
+# PostgreSQL cluster and AIRFLOW_HOME) and its own endpoint ports.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if os.environ.get("CLICKSTREAM_TEST_HOME"):
+    _HOME = Path(os.environ["CLICKSTREAM_TEST_HOME"]) / _WORKER
+else:
+    _HOME = Path(
+        tempfile.mkdtemp(prefix=f"clickstream-tests-{_WORKER}-" if _WORKER else "clickstream-tests-")
+    )
 
 
 def _test_port() -> int:
-    """4666 (so a `make up` endpoint on 4566 can keep running), or a free pair when 4666/4667 are taken."""
-    if os.environ.get("CLICKSTREAM_TEST_PORT"):
+    """4666 (so a `make up` endpoint on 4566 can keep running), or a free pair when 4666/4667 are taken or
+    when this is one of several xdist workers (which would all see 4666 free at the same moment)."""
+    if os.environ.get("CLICKSTREAM_TEST_PORT") and not _WORKER:
         return int(os.environ["CLICKSTREAM_TEST_PORT"])
     from localdev.aws.endpoint import port_is_free
 
-    if port_is_free(4666) and port_is_free(4667):
+    if not _WORKER and port_is_free(4666) and port_is_free(4667):
         return 4666
     from tests.local_aws.support import free_port_pair
 
