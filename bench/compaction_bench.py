@@ -2,6 +2,7 @@
 
     uv run python bench/compaction_bench.py                  # 100k, 500k and 2M events, median of 3
     uv run python bench/compaction_bench.py --events 100000 --repeats 1
+    uv run python bench/compaction_bench.py --baseline-repo /tmp/old-checkout   # before/after in one run
 
 Each measurement runs in a fresh process so peak RSS is per run. Our compaction runs against moto's in-process
 S3 (GetObject streaming through botocore, upload, staging -> publish and manifest included) with full
@@ -9,6 +10,11 @@ validation, quarantine, dedup, sort and checksum. The reference reads the *same*
 with DuckDB and writes Parquet without validating, deduplicating or sorting: the near-limit cost of just
 decoding and re-encoding the data. Events are synthetic valid records (1% sent twice) from
 ``tests/compaction/memory_probe.py``; "per core" divides by the CPU seconds the process used.
+
+The measurements of one size are interleaved (ours, reference, ours, reference...) so a machine shared with
+other work loads them alike, and the table ends with the ratios of issue 11 (target: compaction >= 0.5x the
+1-thread reference): by wall time, and per core (CPU seconds). ``--baseline-repo`` also runs the compaction
+of another checkout (e.g. ``git archive <commit> include tests bench | tar -x -C DIR``) in the same rounds.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,12 +40,14 @@ from include.compaction.params import CompactionOptions  # noqa: E402
 from tests.compaction.memory_probe import generate_object  # noqa: E402
 
 HOUR = datetime(2026, 11, 27, 10, tzinfo=UTC)
+REFERENCE_1 = "DuckDB read_ndjson->parquet, 1 thread"
+REFERENCE_N = f"DuckDB read_ndjson->parquet, {os.cpu_count()} threads"
 
 
-def _env() -> dict:
+def _env(repo: Path = REPO) -> dict:
     return {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])),
     }
 
 
@@ -55,12 +64,14 @@ def write_objects(directory: Path, events: int, objects: int, duplicate_every: i
     return gz_bytes, raw_bytes
 
 
-def run_ours(events: int, objects: int, duplicate_every: int, memory_limit_mb: int | None) -> dict:
+def run_ours(
+    events: int, objects: int, duplicate_every: int, memory_limit_mb: int | None, repo: Path = REPO
+) -> dict:
     cmd = [sys.executable, "-m", "tests.compaction.memory_probe", str(events), str(objects)]
     cmd.append(f"--duplicate-every={duplicate_every}")
     if memory_limit_mb:
         cmd.append(f"--memory-limit-mb={memory_limit_mb}")
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=repo, env=_env(repo), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"compaction probe failed:\n{proc.stderr[-3000:]}")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -134,6 +145,12 @@ def main() -> None:
         default=None,
         help=f"DuckDB memory limit of the compaction in MB (default {CompactionOptions().duckdb_memory_limit_mb})",
     )
+    parser.add_argument(
+        "--baseline-repo",
+        type=Path,
+        default=None,
+        help="another checkout whose compaction runs in the same rounds (before/after comparisons)",
+    )
     parser.add_argument("--duckdb-worker", nargs=3, metavar=("DIR", "OUT", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duckdb_worker:
@@ -147,17 +164,19 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="compaction-bench-") as tmp:
             directory = Path(tmp)
             gz_bytes, raw_bytes = write_objects(directory, events, args.objects, args.duplicate_every)
-            ours, ref1, ref2 = [], [], []
+            measured: dict[str, list[dict]] = {}
+            probe_args = (events, args.objects, args.duplicate_every, args.memory_limit_mb)
+            runners = {"compact_hour (moto S3)": partial(run_ours, *probe_args)}
+            if args.baseline_repo:
+                name = f"compact_hour of {args.baseline_repo} (moto S3)"
+                runners[name] = partial(run_ours, *probe_args, repo=args.baseline_repo.resolve())
+            runners[REFERENCE_1] = partial(run_duckdb, directory, threads=1)
+            runners[REFERENCE_N] = partial(run_duckdb, directory, threads=os.cpu_count() or 1)
             for _ in range(args.repeats):
-                ours.append(run_ours(events, args.objects, args.duplicate_every, args.memory_limit_mb))
-                ref1.append(run_duckdb(directory, threads=1))
-                ref2.append(run_duckdb(directory, threads=os.cpu_count() or 1))
+                for name, runner in runners.items():
+                    measured.setdefault(name, []).append(runner())
             lines = events + len(range(0, events, args.duplicate_every)) if args.duplicate_every else events
-            for name, runs in (
-                ("compact_hour (moto S3)", ours),
-                ("DuckDB read_ndjson->parquet, 1 thread", ref1),
-                (f"DuckDB read_ndjson->parquet, {os.cpu_count()} threads", ref2),
-            ):
+            for name, runs in measured.items():
                 seconds, cpu = median_of(runs, "seconds"), median_of(runs, "cpu_seconds")
                 results.append(
                     {
@@ -185,16 +204,33 @@ def main() -> None:
     print()
     print(
         "| events/hour | lines | what | gz MB | raw MB | wall s | raw MB/s | events/s | CPU s "
-        "| events/s per core | peak RSS MB |"
+        "| raw MB per CPU-s | events/s per core | peak RSS MB |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
+        cpu = max(r["cpu_seconds"], 1e-9)
         print(
             f"| {r['events']:,} | {r['lines']:,} | {r['what']} | {r['gz_mb']:.1f} | {r['raw_mb']:.1f} "
             f"| {r['seconds']:.2f} | {r['raw_mb'] / r['seconds']:.1f} | {r['lines'] / r['seconds']:,.0f} "
-            f"| {r['cpu_seconds']:.2f} | {r['lines'] / max(r['cpu_seconds'], 1e-9):,.0f} "
+            f"| {r['cpu_seconds']:.2f} | {r['raw_mb'] / cpu:.1f} | {r['lines'] / cpu:,.0f} "
             f"| {r['peak_rss_mb']:.0f} |"
         )
+    print()
+    print("Ratios (throughput of the compaction / throughput of the reference, same objects, same rounds):")
+    print()
+    print("| events/hour | compaction | vs | by wall time | per core (CPU s) |")
+    print("|---:|---|---|---:|---:|")
+    for events in args.events:
+        rows = {r["what"]: r for r in results if r["events"] == events}
+        for name, ours in rows.items():
+            if not name.startswith("compact_hour"):
+                continue
+            for reference in (REFERENCE_1, REFERENCE_N):
+                ref = rows[reference]
+                print(
+                    f"| {events:,} | {name} | {reference} | {ref['seconds'] / ours['seconds']:.2f}x "
+                    f"| {ref['cpu_seconds'] / max(ours['cpu_seconds'], 1e-9):.2f}x |"
+                )
     print()
     for r in results:
         if r["stages"]:

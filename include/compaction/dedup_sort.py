@@ -26,12 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from include.compaction import event_ids
+from include.compaction import sort_keys
 from include.compaction.events_table import EVENTS_SCHEMA, hash_rows
 from include.compaction.params import CompactionOptions
 
 _PAYLOAD_COLUMNS = ("user_id", "device_id", "client_event", "ts_ms", "countrycode")
-#: The event_id as DuckDB groups, joins and sorts it (see :mod:`~include.compaction.event_ids`).
+#: The event_id as DuckDB groups, joins and sorts it (see :mod:`~include.compaction.sort_keys`).
 _ID = "id_hi, id_lo"
 _COLUMNS = f"{_ID}, " + ", ".join(_PAYLOAD_COLUMNS)
 
@@ -104,19 +104,19 @@ class FirstPerEventId:
 
 def _with_event_id(batch: pa.RecordBatch) -> pa.RecordBatch:
     """``batch`` with the ``event_id`` string rebuilt from its (id_hi, id_lo) columns, in front."""
-    ids = event_ids.strings(batch.column("id_hi").to_numpy(), batch.column("id_lo").to_numpy())
+    ids = sort_keys.uuid_strings(batch.column("id_hi").to_numpy(), batch.column("id_lo").to_numpy())
     return pa.RecordBatch.from_arrays([ids, *batch.columns], names=["event_id", *batch.schema.names])
 
 
 def _to_events_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [
-            event_ids.strings(batch.column("id_hi").to_numpy(), batch.column("id_lo").to_numpy()),
+            sort_keys.uuid_strings(batch.column("id_hi").to_numpy(), batch.column("id_lo").to_numpy()),
             batch.column("user_id").cast(pa.int32()),
-            batch.column("device_id").cast(pa.string()),
+            sort_keys.device_strings(batch.column("device_id").to_numpy()),
             batch.column("client_event").cast(pa.string()),
             batch.column("ts_ms").cast(pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-            batch.column("countrycode").cast(pa.string()),
+            sort_keys.country_strings(batch.column("countrycode").to_numpy()),
         ],
         schema=EVENTS_SCHEMA,
     )

@@ -30,23 +30,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.compaction import event_ids
+from include.compaction import sort_keys
 from include.compaction.errors import CompactionError
 from include.compaction.layout import normalize_hour
 from include.compaction.validation import ValidRow, epoch_ms
 from include.events_schema import CLIENT_EVENT_MAX_LEN, COUNTRY_CODES, DEVICE_IDS, USER_ID_MAX
 
-#: The typed columns of valid rows, as the spill stores them: event_id as two integers
-#: (:mod:`~include.compaction.event_ids`), client_timestamp as epoch ms.
+#: The typed columns of valid rows, as the spill stores them: event_id, device_id and countrycode as the
+#: integers of :mod:`~include.compaction.sort_keys`, client_timestamp as epoch ms.
 ROW_SCHEMA = pa.schema(
     [
         ("id_hi", pa.uint64()),
         ("id_lo", pa.uint64()),
         ("user_id", pa.int32()),
-        ("device_id", pa.string()),
+        ("device_id", pa.uint8()),
         ("client_event", pa.string()),
         ("ts_ms", pa.int64()),
-        ("countrycode", pa.string()),
+        ("countrycode", pa.uint16()),
     ]
 )
 
@@ -54,7 +54,6 @@ _HEX = "[0-9a-fA-F]"
 #: JSON string characters the fast path accepts unescaped: printable ASCII except '"' and '\'.
 _PLAIN_CHAR = r"[ !#-\[\]-~]"
 _NEWLINE = ord("\n")
-_DEVICE_ARRAY = pa.array(DEVICE_IDS, pa.string())
 
 # Offsets inside a canonical line, from its start ...
 _EVENT_ID = 13  # len('{"event_id":"')
@@ -68,8 +67,10 @@ _CLIENT_EVENT_END_FROM_END = len('","client_timestamp":"') + _TIMESTAMP_FROM_END
 #: Offsets of M, M, S, S, m, m, m inside the timestamp value 'YYYY-MM-DDTHH:MM:SS.mmmZ'.
 _TS_DIGITS = np.array([14, 15, 17, 18, 20, 21, 22])
 _TS_WEIGHTS = np.array([600_000, 60_000, 10_000, 1000, 100, 10, 1], dtype=np.int64)
-#: First letter of each device -> (index in DEVICE_IDS, length).
-_DEVICE_BY_FIRST = {d.encode()[0]: (i, len(d)) for i, d in enumerate(DEVICE_IDS)}
+#: First letter of each device -> (its code, its length).
+_DEVICE_BY_FIRST = {d.encode()[0]: (sort_keys.DEVICE_CODES[d], len(d)) for d in DEVICE_IDS}
+if len(_DEVICE_BY_FIRST) != len(DEVICE_IDS):  # pragma: no cover - a guard on the contract module
+    raise ImportError(f"the fast path tells devices apart by their first letter, {DEVICE_IDS} share one")
 
 
 def _country_table() -> np.ndarray:
@@ -113,18 +114,19 @@ class ClassifiedBlock:
 
 def validated_rows(rows: list[ValidRow]) -> pa.Table:
     """Rows the Python validator accepted, as a table of :data:`ROW_SCHEMA`."""
-    ids = [event_ids.split(row[0]) for row in rows]
-    columns = [[i[0] for i in ids], [i[1] for i in ids], *list(zip(*rows, strict=True))[1:]]
+    ids = [sort_keys.split_uuid(row[0]) for row in rows]
+    columns = [
+        [i[0] for i in ids],
+        [i[1] for i in ids],
+        [row[1] for row in rows],
+        [sort_keys.DEVICE_CODES[row[2]] for row in rows],
+        [row[3] for row in rows],
+        [row[4] for row in rows],
+        [sort_keys.country_code(row[5]) for row in rows],
+    ]
     return pa.Table.from_arrays(
         [pa.array(col, field.type) for col, field in zip(columns, ROW_SCHEMA, strict=True)], schema=ROW_SCHEMA
     )
-
-
-def _fixed_width_strings(columns: np.ndarray) -> pa.Array:
-    """An (n, width) uint8 array of ASCII bytes -> a string array of its rows."""
-    n, width = columns.shape
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(columns)))
 
 
 class FastPath:
@@ -175,7 +177,7 @@ class FastPath:
         if n == 0:
             return ROW_SCHEMA.empty_table(), np.ones(0, dtype=bool)
 
-        id_hi, id_lo = event_ids.split_hex(buf[starts[:, None] + np.arange(_EVENT_ID, _EVENT_ID + 36)])
+        id_hi, id_lo = sort_keys.split_uuid_hex(buf[starts[:, None] + np.arange(_EVENT_ID, _EVENT_ID + 36)])
 
         digits = buf[starts[:, None] + np.arange(_USER_ID, _USER_ID + 11)]  # <= 10 digits, then ','
         is_digit = (digits >= ord("0")) & (digits <= ord("9"))
@@ -187,11 +189,11 @@ class FastPath:
 
         device_start = starts + _USER_ID + user_len + _AFTER_USER_ID
         first = buf[device_start]
-        device_index = np.zeros(n, dtype=np.int8)
+        device = np.zeros(n, dtype=np.uint8)
         device_len = np.zeros(n, dtype=np.int64)
-        for letter, (index, length) in _DEVICE_BY_FIRST.items():
+        for letter, (code, length) in _DEVICE_BY_FIRST.items():
             is_device = first == letter
-            device_index[is_device] = index
+            device[is_device] = code
             device_len[is_device] = length
 
         event_start = device_start + device_len + _AFTER_DEVICE
@@ -226,10 +228,10 @@ class FastPath:
                 pa.array(id_hi),
                 pa.array(id_lo),
                 pa.array(np.minimum(user_id, USER_ID_MAX).astype(np.int32)),  # rows over the max are not ok
-                _DEVICE_ARRAY.take(pa.array(device_index)),
+                pa.array(device),
                 client_event,
                 pa.array(ts_ms),
-                _fixed_width_strings(country),
+                pa.array(sort_keys.country_codes(country)),
             ],
             schema=ROW_SCHEMA,
         )

@@ -26,9 +26,7 @@ class ByteCount:
         self.total = 0
 
 
-def read_blocks(
-    s3_client: Any, bucket: str, obj: dict, uncompressed: ByteCount, block_size: int = READ_BLOCK
-) -> Iterator[bytes]:
+def read_blocks(s3_client: Any, bucket: str, obj: dict, uncompressed: ByteCount) -> Iterator[bytes]:
     """Yield the decompressed content of listed object ``obj`` (``{"key", "etag", ...}``) in blocks of whole lines.
 
     Every block but the last ends with a newline; the last holds what follows the last newline (a last line
@@ -45,7 +43,7 @@ def read_blocks(
         leftover = b""
         while True:
             try:
-                chunk = gz.read(block_size)
+                chunk = gz.read(READ_BLOCK)
             except (OSError, EOFError, zlib.error) as exc:
                 raise RawObjectUnreadable(key, f"not a complete GZIP stream ({exc})") from exc
             except Exception as exc:  # botocore streaming errors: connection reset, incomplete read...
