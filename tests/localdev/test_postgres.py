@@ -16,7 +16,7 @@ import pytest
 from localdev import processes
 from localdev.postgres import PostgresCluster
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.integration  # starts PostgreSQL servers
 
 
 def _tcp_listening_inodes_of(pid: int) -> list[str]:

@@ -25,11 +25,11 @@ import pytest
 
 from localdev import processes
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "CLICKSTREAM_STACK_TEST_MARKER"
 READY_LINE = "Running in the foreground"
+# The whole stack: endpoint, PostgreSQL, Airflow's API server; the SIGKILL case also starts the Flink JVM.
+pytestmark = [pytest.mark.integration, pytest.mark.jvm, pytest.mark.slow]
 
 
 def _port_free(port: int) -> bool:
