@@ -151,8 +151,10 @@ class FastPath:
         starts[:1] = 0
         starts[1:] = ends[:-1] + 1
         # Each line with its newline: consecutive offsets, no copy of the block.
-        offsets = np.append(starts, len(data)).astype(np.int32)
-        lines = pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
+        small = len(data) < 2**31  # a block grows past 2 GB only around a line that long
+        offsets = np.append(starts, len(data)).astype(np.int32 if small else np.int64)
+        kind = pa.binary() if small else pa.large_binary()
+        lines = pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
         matched = pc.match_substring_regex(lines, self.pattern).to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(matched)
         table, ok = self._typed_rows(buf, starts[rows], ends[rows])
