@@ -58,14 +58,19 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium (apt-get) for the browser test"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# TEST_WORKERS=2 runs test modules on two pytest-xdist workers, each with its own endpoint, PostgreSQL and
+# AIRFLOW_HOME (tests/conftest.py); the default is one process until that is measured to be faster here.
+TEST_WORKERS ?=
+XDIST = $(if $(TEST_WORKERS),-n $(TEST_WORKERS) --dist loadscope)
+
 test: sync browser
 	$(RUN) ruff check .
-	$(RUN) pytest
+	$(RUN) pytest --durations=20 $(XDIST)
 
-# No sync, no ruff: only the tests marked neither integration, jvm, browser nor slow; guards fail any that
+# No ruff: only the tests marked neither integration, jvm, browser nor slow; guards fail any that
 # starts a JVM, endpoint, PostgreSQL or chromium anyway (tests/fast_guard.py).
 test-fast: sync
-	CLICKSTREAM_TEST_FAST=1 $(RUN) pytest -p no:cacheprovider
+	CLICKSTREAM_TEST_FAST=1 $(RUN) pytest -p no:cacheprovider $(XDIST)
 
 lint: sync
 	$(RUN) ruff check .
