@@ -346,17 +346,22 @@ class Stack:
     # -- down --------------------------------------------------------------------------------------------
     def down(self, timeout: float = 60.0, say: Callable[[str], None] = print) -> list[str]:
         """Stop Airflow, then the endpoint (and its Flink jobs), then PostgreSQL; returns what was stopped."""
+        began = time.monotonic()
         stopped = []
         groups = {name: pgid for name in COMPONENTS if (pgid := self._group_of(name)) is not None}
         # Airflow's task supervisor puts each task in a process group of its own, out of reach of the
         # component's group signal: remember every descendant now, to end those that outlive their parents.
         family = [proc for pgid in groups.values() for proc in processes.descendants(pgid)]
-        for pgid in groups.values():  # all at once, so they shut down in parallel
-            processes.signal_group(pgid, signal.SIGTERM)
+        # The API server last: on SIGTERM the scheduler lets running tasks finish, and they report their end
+        # state through the API server's Execution API (stopped first, they retry against a closed port).
+        waves = [[n for n in groups if n != "api-server"], [n for n in groups if n == "api-server"]]
         deadline = time.monotonic() + timeout
-        for name, pgid in groups.items():
-            killed = processes.wait_group(pgid, self._left(deadline))
-            stopped.append(f"{name} (pid {pgid}{', killed after the timeout' if killed else ''})")
+        for wave in waves:
+            for name in wave:  # a wave at once, so its components shut down in parallel
+                processes.signal_group(groups[name], signal.SIGTERM)
+            for name in wave:
+                killed = processes.wait_group(groups[name], self._left(deadline))
+                stopped.append(f"{name} (pid {groups[name]}{', killed after the timeout' if killed else ''})")
         leftovers = [pid for pid, started in family if processes.same_process(pid, started)]
         for pid in leftovers:
             processes.signal_group(pid, signal.SIGTERM, group=False)
@@ -382,7 +387,11 @@ class Stack:
                 stopped.append(f"Flink job processes {killed}")
         if self.postgres.stop(timeout=timeout):
             stopped.append("PostgreSQL")
-        say("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        say(
+            f"stopped in {time.monotonic() - began:.0f}s: {', '.join(stopped)}"
+            if stopped
+            else "stopped: nothing was running"
+        )
         return stopped
 
     def _group_of(self, name: str) -> int | None:
