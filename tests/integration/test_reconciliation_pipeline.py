@@ -24,7 +24,7 @@ from include.reconciliation import layout
 from localdev.airflow_env import run_dag, task_result, task_states
 from tests.integration.lake import drain, read_lake, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.jvm]
 
 DAG_ID = "clickstream_reconciliation"
 SETTLE_MINUTES = 2
