@@ -58,6 +58,20 @@ def _quarantine_records(path: Path) -> list[str]:
     return records
 
 
+def _firehose_error_records(path: Path) -> list[str]:
+    """The original records of a Firehose error object (JSON lines with base64 ``rawData``), as the stream reads
+    them; a line that is no error record is skipped here (compaction quarantines it with its own reason)."""
+    records = []
+    with gzip.open(path, "rb") as handle:
+        for line in handle:
+            try:
+                envelope = json.loads(line)
+                records.append(stream_text(base64.b64decode(envelope["rawData"], validate=True)))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return records
+
+
 def raw_copies(paths: list[Path]) -> pa.Table:
     """event_ids found more than once in raw Firehose objects (gzip JSON lines), with their number of copies."""
     if not paths:
@@ -123,6 +137,18 @@ def download_hour_inputs(
         if count_raw_copies and removed:
             for obj in compaction_layout.list_raw_objects(s3_client, bucket, settings, event_hour):
                 raw_files.append(_download(s3_client, bucket, obj["key"], work / "raw", ".gz"))
+    ledger = window.ledger_hours(ledger_until or datetime.now(UTC), settings.reconcile_ledger_hours)
+    # Firehose files records it cannot partition (e.g. invalid UTF-8) by ARRIVAL hour, and compaction quarantines
+    # them with that hour. The stream's rejected ledger is read by arrival hour up to ledger_until; read Firehose's
+    # error records over the same arrival hours, so a record replayed or delayed past the window is a
+    # rule_difference on both sides instead of a mismatch.
+    compacted_hours = set(window.event_hours())
+    for arrival_hour in ledger:
+        if arrival_hour in compacted_hours:
+            continue  # already in that hour's quarantine file
+        for obj in compaction_layout.list_error_objects(s3_client, bucket, settings, arrival_hour):
+            path = _download(s3_client, bucket, obj["key"], work / "errors", ".gz")
+            quarantined += _firehose_error_records(path)
     counts["quarantined"] = len(quarantined)
 
     def stream_files(table: str, hours: list[datetime]) -> list[Path]:
@@ -134,7 +160,6 @@ def download_hour_inputs(
                     files.append(_download(s3_client, bucket, obj["Key"], work / "stream"))
         return files
 
-    ledger = window.ledger_hours(ledger_until or datetime.now(UTC), settings.reconcile_ledger_hours)
     inputs = HourInputs(
         batch_events=events,
         stream_sessions=stream_files(layout.STREAM_SESSIONS, window.stream_session_hours()),

@@ -162,3 +162,34 @@ def test_ledger_hours_are_bounded():
     hours = window.ledger_hours(H + timedelta(days=30), max_hours=48)
     assert hours[0] == H - timedelta(hours=1) and hours[-1] == H + timedelta(hours=48)
     assert window.ledger_hours(datetime(2026, 11, 27, 10, 20, tzinfo=UTC), 48) == [H - timedelta(hours=1), H]
+
+
+def test_firehose_error_records_arriving_after_the_window_are_read_like_the_streams_rejected_ledger(
+    s3, tmp_path
+):
+    """A record Firehose could not partition is filed by its arrival hour; arriving 4 h after H (a replay),
+    no compaction the window reads has it, but the stream's ledger is read up to ledger_until: both sides
+    must see it, or a rule difference reads as a mismatch."""
+    put_lake(s3, every_cause(), tmp_path)
+    options = ReconcileOptions(now=NOW)
+    before = s3_io.download_hour_inputs(s3, BUCKET, SETTINGS, H, tmp_path / "a", options, ledger_until=NOW)
+    record = b'{"event_id":"9f0c6f1e-0000-4000-8000-000000000001","user_id":7,"device_id":"web","client_event":"\xff","client_timestamp":"2026-11-27T10:10:00.000Z","countrycode":"DE"}'
+    envelope = {
+        "rawData": base64.b64encode(record).decode(),
+        "errorCode": "DynamicPartitioning.MetadataExtractionFailed",
+        "errorMessage": "invalid UTF-8",
+    }
+    arrival = H + timedelta(hours=4)
+    error_key = f"{SETTINGS.raw_error_prefix}partitioning-failed/{compaction_layout.error_hour_suffix(arrival)}err-1.gz"
+    s3.put_object(Bucket=BUCKET, Key=error_key, Body=_gz([json.dumps(envelope), "not an error record"]))
+    after = s3_io.download_hour_inputs(s3, BUCKET, SETTINGS, H, tmp_path / "b", options, ledger_until=NOW)
+    added = set(after.quarantined.column("record").to_pylist()) - set(
+        before.quarantined.column("record").to_pylist()
+    )
+    assert added == {s3_io.stream_text(record)}
+    assert after.batch_counts["quarantined"] == before.batch_counts["quarantined"] + 1
+    # Outside the ledger's arrival hours (ledger_until before the arrival) it is not read.
+    early = s3_io.download_hour_inputs(
+        s3, BUCKET, SETTINGS, H, tmp_path / "c", options, ledger_until=H + timedelta(hours=3)
+    )
+    assert early.batch_counts["quarantined"] == before.batch_counts["quarantined"]
