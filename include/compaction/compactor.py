@@ -4,8 +4,9 @@
 
 1. List the raw objects of event hour H and the Firehose error objects of arrival hour H, sorted by key, so
    the result never depends on listing order (:mod:`~include.compaction.layout`).
-2. Stream every object, validate each record, spill valid rows to local Parquet chunks and quarantine the
-   rest with a reason (:mod:`~include.compaction.validate_spill`).
+2. Stream every object, validate each record - block by block in Arrow/numpy for the producer's canonical form
+   (:mod:`~include.compaction.fast_path`), in Python for every other line - spill valid rows to local Parquet
+   chunks and quarantine the rest with a reason (:mod:`~include.compaction.validate_spill`).
 3. Deduplicate by event_id and sort with DuckDB, write the Parquet file and its content checksum
    (:mod:`~include.compaction.dedup_sort`).
 4. Check every count against an independent one (:mod:`~include.compaction.result`), then upload to a staging

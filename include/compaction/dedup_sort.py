@@ -1,7 +1,8 @@
 """Deduplicate the hour's spilled rows by event_id, sort them, and write the compacted Parquet file.
 
-Duplicates are few (at-least-once redelivery), so only their rows are sorted by id; everything else is sorted
-once, straight into the output order. DuckDB's hash aggregate, joins and sort all spill to its
+Most event_ids occur once (duplicates come from at-least-once redelivery), so only the rows of duplicated ids are
+sorted by id; everything else is sorted once, straight into the output order, on the spill's fixed-width
+integer keys (:mod:`~include.compaction.sort_keys`). DuckDB's hash aggregate, joins and sort all spill to its
 ``temp_directory`` within ``memory_limit`` (a ROW_NUMBER window over every event_id ran out of memory at 10M
 rows / 256 MB, so there is none).
 

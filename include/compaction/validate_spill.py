@@ -6,8 +6,9 @@ object - goes with its original bytes to :class:`~include.compaction.validation.
 it as a row or quarantines it with its reason, so the quarantine is exactly what validating every line in
 Python gives.
 
-Memory stays bounded whatever the hour's size: one block is in memory at a time, valid rows are spilled every
-``chunk_rows`` rows to a local Parquet chunk, and rejects go straight to the gzip quarantine file. Every spilled
+Memory stays bounded whatever the hour's size: a few blocks of a few MB are in memory at a time (one per
+validation thread, plus the one being read), valid rows are spilled every ``chunk_rows`` rows to a local Parquet
+chunk, and rejects go straight to the gzip quarantine file. Every spilled
 row carries where it came from (object index in listing order, line number) so deduplication can break ties by
 arrival order.
 
@@ -42,7 +43,8 @@ from include.compaction.quarantine import (
 from include.compaction.raw_objects import ByteCount, read_blocks, read_line_blocks
 from include.compaction.validation import RecordValidator
 
-#: Spill chunks: the validated columns (timestamp as epoch ms) plus where each row came from.
+#: Spill chunks: the validated columns (:data:`~include.compaction.fast_path.ROW_SCHEMA`) plus where each row
+#: came from.
 SPILL_SCHEMA = pa.schema([*ROW_SCHEMA, ("src", pa.int32()), ("line", pa.int64())])
 
 
