@@ -138,7 +138,8 @@ def dedup_sort_write(
         out_path,
         EVENTS_SCHEMA,
         compression="zstd",
-        use_dictionary=True,
+        # Every column but event_id repeats: an id is unique, so its dictionary would only be built to be dropped.
+        use_dictionary=[name for name in EVENTS_SCHEMA.names if name != "event_id"],
         write_statistics=True,
         version="2.6",
     )
