@@ -71,14 +71,19 @@ def sessionize(
             return _sort_sessions(rows)
         finally:
             con.close()
-    from localdev.event_files import check_time_order, read_events_file
-
-    events = read_events_file(input_path, contract)
     if engine == "flink":
         from localdev import flink_runner
+        from localdev.event_files import check_stream_file, existing_file
 
-        check_time_order(events, contract)
-        run = flink_runner.run_bounded(events.path, contract, work_dir=work_dir, timeout_s=timeout_s)
+        source = existing_file(input_path)
+        # The lines and their time order are checked (in SQL) while the job starts; a bad one kills the job.
+        run = flink_runner.run_bounded(
+            source,
+            contract,
+            work_dir=work_dir,
+            timeout_s=timeout_s,
+            check_input=lambda: check_stream_file(source, contract),
+        )
         if run.late_events or run.rejected_events:  # the checks above should make this impossible
             raise CliError(
                 f"the Flink job set aside {len(run.late_events)} late and {len(run.rejected_events)} rejected "

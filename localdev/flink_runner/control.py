@@ -158,10 +158,13 @@ def start_bounded_job(
     checkpoint_dir: str | os.PathLike,
     *,
     job_dir: str | os.PathLike | None = None,
-    checkpoint_interval_ms: int = 2_000,
+    checkpoint_interval_ms: int | None = None,
     watermark_interval_ms: int = 200,
 ) -> JobHandle:
-    """Start the job over one file read to its end; the final watermark flushes every window, then it finishes."""
+    """Start the job over one file read to its end; the final watermark flushes every window, then it finishes.
+
+    No periodic checkpoints by default (see :func:`runtime_config`): the sinks commit their files at the end.
+    """
     source = Path(input_path).resolve()
     if not source.is_file():
         raise FileNotFoundError(f"input file {source} does not exist")

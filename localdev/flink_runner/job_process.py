@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 import traceback
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ class JobProcess:
 
             # The JVM's PID, so that whoever cleans up after a crash can find (and check) it; see kill_job.
             self.write(STARTING, jvm_pid=int(get_gateway().jvm.java.lang.ProcessHandle.current().pid()))
+            self.timings["jvm_ready"] = time.time()
             from include.flink_app.main import run  # the Managed Flink entry point's own code path
 
             result = run(self.spec["properties"], self.spec["runtime_config"], self.timings)
@@ -91,12 +93,17 @@ class JobProcess:
             traceback.print_exc()
             self.write(FAILED, failure=_java_failure(exc))
             return 1
-        self.write(RUNNING, job_id=client.getJobID().toString())
+        job_id = client.getJobID().toString()
+        self.probe = FirstRecordProbe(client, job_id)
+        self.write(RUNNING, job_id=job_id, rest_url=self.probe.rest_url)
         return self.watch(client)
 
     def watch(self, client: Any) -> int:
         result_future = client.getJobExecutionResult()
         while True:
+            if "first_record" not in self.timings and self.probe.first_record_seen():
+                self.timings["first_record"] = time.time()
+                self.write(self.state)
             if result_future.isDone():
                 # Checked first: a finished per-job MiniCluster shuts down and then refuses status calls.
                 self.timings["ended"] = time.time()
@@ -195,6 +202,43 @@ class JobProcess:
                 traceback.print_exc()
                 time.sleep(pause_s)
         raise AssertionError("unreachable")
+
+
+class FirstRecordProbe:
+    """When the job's source first emitted a record, from the mini-cluster's REST API (start-up is measured to it).
+
+    The local job client holds its mini-cluster, whose REST address is read by reflection (the port is random);
+    a probe that cannot find it, or any REST error, just never reports (the job is not disturbed).
+    """
+
+    def __init__(self, client: Any, job_id: str) -> None:
+        self.job_id = job_id
+        self.rest_url: str | None = None
+        self.source_vertex: str | None = None
+        try:
+            field = client.getClass().getDeclaredField("miniCluster")
+            field.setAccessible(True)
+            self.rest_url = str(field.get(client).getRestAddress().get()).rstrip("/")
+        except Exception:  # another kind of client (a remote cluster): no probe
+            self.rest_url = None
+
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.rest_url}{path}", timeout=1) as response:
+            return json.loads(response.read())
+
+    def first_record_seen(self) -> bool:
+        if self.rest_url is None:
+            return False
+        try:
+            if self.source_vertex is None:
+                vertices = self._get(f"/jobs/{self.job_id}")["vertices"]
+                self.source_vertex = next(v["id"] for v in vertices if v["name"].startswith("Source:"))
+            metrics = self._get(
+                f"/jobs/{self.job_id}/vertices/{self.source_vertex}/metrics?get=0.numRecordsOut"
+            )
+        except Exception:  # not up yet, or shutting down
+            return False
+        return any(float(m.get("value", 0)) > 0 for m in metrics)
 
 
 def _tasks_not_running(exc: BaseException) -> bool:

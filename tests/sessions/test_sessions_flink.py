@@ -18,12 +18,35 @@ from tests.sessions import golden
 pytestmark = pytest.mark.jvm
 
 CONTRACT = SessionContract()
+BAD_TIMESTAMP = "client_timestamp is not a valid ISO-8601 UTC timestamp like 2026-11-27T10:15:30.123Z"
+
+
+def _with(event_id: str, **fields) -> str:
+    return golden.line({**golden.event(event_id, 122, golden.T + 430_000), **fields})
+
+
+#: Records for the Flink job's own formulations (record, expected reason or None for a valid event): the
+#: JSON-object check with JSON whitespace before the object; timestamps the lenient parser accepts or shifts far
+#: ahead (April 31, hour 24: their rowtime is not their timestamp, so they must neither count nor move the
+#: watermark, or every later event would turn late); a future timestamp wins over a later rule.
+FLINK_EXTRA = [
+    ("  \t" + golden.line(golden.event("w1", 121, golden.T + 430_000)), None),
+    (_with("r30", client_timestamp="2024-04-31T00:00:00.000Z"), BAD_TIMESTAMP),
+    (_with("r31", client_timestamp="2024-03-10T24:00:00.000Z"), BAD_TIMESTAMP),
+    (_with("r32", client_timestamp="2024-03-10T09:07:10.000Z "), BAD_TIMESTAMP),
+    (_with("r33", client_timestamp=1710061630000), BAD_TIMESTAMP),
+    (
+        _with("r34", client_timestamp="2999-01-01T00:00:00.000Z", countrycode=""),
+        "client_timestamp is further ahead of the processing time than allowed",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
 def golden_run(tmp_path_factory):
     g = golden.build()
     arrivals = g.arrivals + golden.random_block(7, range(1000, 1010), golden.T + 4_000_000, 800)
+    arrivals += [(golden.T + 430_000 + i / 100, text) for i, (text, _) in enumerate(FLINK_EXTRA)]
     records = [text for _, text in sorted(arrivals, key=lambda a: a[0])]
     doc_events, _ = golden.doc_example()
     records += doc_events  # a later day, so still in time order
@@ -57,7 +80,15 @@ def test_late_events_go_to_the_late_sink_with_watermark_and_arrival(golden_run):
 
 def test_rejected_records_keep_their_text_and_reason(golden_run):
     g, _, run, _ = golden_run
-    assert {r["record"]: r["reason"] for r in run.rejected_events} == g.rejected
+    extra = {text: reason for text, reason in FLINK_EXTRA if reason}
+    assert {r["record"]: r["reason"] for r in run.rejected_events} == {**g.rejected, **extra}
+
+
+def test_json_whitespace_before_the_object_is_a_valid_event(golden_run):
+    _, _, run, _ = golden_run
+    assert [(s["event_count"], s["session_start"]) for s in golden.by_user(run.sessions, 121)] == [
+        (1, "2024-03-10T09:07:10.000Z")
+    ]
 
 
 def test_flink_sessions_equal_batch_and_reference_over_the_events_not_late(golden_run):

@@ -13,17 +13,31 @@ JSON_VALUE(record, '$.{{ name }}')
 COALESCE(DATE_FORMAT(TO_TIMESTAMP_LTZ({{ expr }}, {{ FLINK_TS_FORMAT }}, 'UTC'), {{ FLINK_TS_FORMAT }}) = {{ expr }}, FALSE)
 {%- endmacro %}
 
-{#- The event time. Invalid and far-future timestamps map to the epoch, so they never advance the watermark (a
-    NULL rowtime would fail the job; a timestamp the lenient parser shifts, like 2026-02-30, must not move it
-    either); such events are rejected by the reject rules below. -#}
+{#- The event time, from ONE extraction of the timestamp (each JSON_VALUE parses the whole record again, and
+    Calcite expands NULLIF/CASE into copies of their operands, so the timestamp is written once here): the parsed
+    instant, clamped to max_future_skew ahead of the processing time (CURRENT_TIMESTAMP is evaluated once per
+    record); the epoch when it does not parse (a NULL rowtime would fail the job). The rowtime equals the
+    timestamp exactly when the timestamp is valid and not too far ahead (see `is_wire_time`): only those events
+    move the watermark (`watermark_time`) and the reject rules refuse the others, so a clamped or leniently
+    parsed (2026-02-30) rowtime never reaches a window. -#}
 {% macro rowtime(expr) -%}
-CASE
-    WHEN {{ valid_ts(expr) }}
-        AND TO_TIMESTAMP_LTZ({{ expr }}, {{ FLINK_TS_FORMAT }}, 'UTC')
-            <= CURRENT_TIMESTAMP + {{ contract.max_future_skew_ms | flink_interval }}
-    THEN TO_TIMESTAMP_LTZ({{ expr }}, {{ FLINK_TS_FORMAT }}, 'UTC')
-    ELSE TO_TIMESTAMP_LTZ(0, 3)
-END
+COALESCE(
+    LEAST(TO_TIMESTAMP_LTZ({{ expr }}, {{ FLINK_TS_FORMAT }}, 'UTC'),
+        CURRENT_TIMESTAMP + {{ contract.max_future_skew_ms | flink_interval }}),
+    TO_TIMESTAMP_LTZ(0, 3))
+{%- endmacro %}
+
+{#- TRUE when the rowtime is exactly the event's timestamp string: the timestamp is valid (formatting gives the
+    string back) and was not clamped as too far ahead (the format has milliseconds, so a clamped instant formats
+    differently). NULL when the timestamp is NULL. -#}
+{% macro is_wire_time(rowtime, expr) -%}
+DATE_FORMAT({{ rowtime }}, {{ FLINK_TS_FORMAT }}) = {{ expr }}
+{%- endmacro %}
+
+{#- What the watermark follows: the rowtime of an event whose timestamp is valid and not too far ahead, else the
+    epoch (as if the rowtime had been computed with every check), from columns the source already extracted. -#}
+{% macro watermark_time(rowtime, expr) -%}
+CASE WHEN {{ is_wire_time(rowtime, expr) }} THEN {{ rowtime }} ELSE TO_TIMESTAMP_LTZ(0, 3) END
 {%- endmacro %}
 
 {#- Epoch milliseconds of a valid wire timestamp (whole seconds parsed with an explicit Z, plus the millis). -#}
@@ -32,21 +46,23 @@ END
     + CAST(SUBSTRING({{ expr }} FROM 21 FOR 3) AS BIGINT))
 {%- endmacro %}
 
-{#- TRUE when nothing but whitespace follows the record's first JSON value. Flink's JSON functions (Jackson)
-    ignore trailing content, so '{...}}' or '{...}{...}' would pass IS JSON OBJECT while every other reader of
-    the lake (Python, DuckDB, jq in Firehose) rejects them. Appending an end marker as a second array element
-    makes trailing content visible: a stray bracket breaks the array, a second value takes the marker's place.
-    Only a record that itself contains ,"<marker>"] after its object could still pass. -#}
+{#- TRUE when the record is one JSON object and nothing but whitespace follows it. Flink's JSON functions (Jackson)
+    ignore trailing content, so '{...}}' or '{...}{...}' would pass IS JSON OBJECT while every other reader of the
+    lake (Python, DuckDB, jq in Firehose) rejects them. Appending an end marker as a second array element makes
+    trailing content visible: a stray bracket breaks the array, a second value takes the marker's place, so the
+    array's tail is exactly [marker] only when the record is one value; JSON whitespace and then '{' make that value
+    an object. One parse instead of three (IS JSON OBJECT, then [1] and [2] of the array): the same verdict on
+    every input. Only a record that itself contains ,"<marker>"] after its object could still pass. -#}
 {% set END_MARKER = 'clickstream:end-of-record' %}
-{% macro nothing_after_value(expr) -%}
-(JSON_VALUE('[' || {{ expr }} || ',"{{ END_MARKER }}"]', '$[1]') = '{{ END_MARKER }}'
-    AND NOT JSON_EXISTS('[' || {{ expr }} || ',"{{ END_MARKER }}"]', '$[2]'))
+{% macro json_object_alone(expr) -%}
+(REGEXP({{ expr }}, '^[ \t\n\r]*\{')
+    AND JSON_QUERY('[' || {{ expr }} || ',"{{ END_MARKER }}"]', '$[1:]') = '["{{ END_MARKER }}"]')
 {%- endmacro %}
 
 {% macro check(rule) -%}
 {% set f = rule.field %}
 {% if rule.check == 'not_json_object' -%}
-NOT COALESCE({{ f }} IS JSON OBJECT AND {{ nothing_after_value(f) }}, FALSE)
+NOT COALESCE({{ json_object_alone(f) }}, FALSE)
 {%- elif rule.check == 'null' -%}
 {{ f }} IS NULL
 {%- elif rule.check == 'bad_string' -%}
@@ -56,9 +72,10 @@ NOT COALESCE(REGEXP({{ f }}, '^[0-9]{1,10}$') AND TRY_CAST({{ f }} AS BIGINT) BE
 {%- elif rule.check == 'too_long' -%}
 CHAR_LENGTH({{ f }}) > {{ CLIENT_EVENT_MAX_LEN }}
 {%- elif rule.check == 'bad_timestamp' -%}
-NOT {{ valid_ts(f) }}
+{#- A rowtime that formats to the string proves it valid, so only the rare other events parse it again. -#}
+NOT ({{ is_wire_time('rowtime', f) }} OR {{ valid_ts(f) }})
 {%- elif rule.check == 'future' -%}
-(rowtime = TO_TIMESTAMP_LTZ(0, 3) AND {{ f }} <> '1970-01-01T00:00:00.000Z')
+NOT {{ is_wire_time('rowtime', f) }}
 {%- else -%}
 {{ fail('no Flink rendering for reject check ' ~ rule.check) }}
 {%- endif %}

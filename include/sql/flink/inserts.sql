@@ -1,14 +1,18 @@
 {#- One INSERT per sink, executed together in one StatementSet (one job). -#}
 {% import 'flink/_macros.sql' as m with context %}
+{#- An on-time event's rowtime formats to its client_timestamp, so the session's first and last epoch
+    milliseconds are computed once per session from MIN/MAX(rowtime), not parsed from every event's string. #}
+{% set start_ms = m.epoch_ms(m.iso('MIN(rowtime)')) %}
+{% set last_ms = m.epoch_ms(m.iso('MAX(rowtime)')) %}
 INSERT INTO sessions_sink
 SELECT
-    MD5(CAST(user_id AS STRING) || '|' || device_id || '|' || CAST(MIN(event_ms) AS STRING)) AS session_id,
+    MD5(CAST(user_id AS STRING) || '|' || device_id || '|' || CAST({{ start_ms }} AS STRING)) AS session_id,
     user_id,
     device_id,
     {{ m.iso('MIN(rowtime)') }} AS session_start,
     {{ m.iso('MAX(rowtime)') }} AS last_event_at,
     {{ m.iso('window_end') }} AS session_end,
-    MAX(event_ms) - MIN(event_ms) AS duration_ms,
+    {{ last_ms }} - {{ start_ms }} AS duration_ms,
     COUNT(DISTINCT event_id) AS event_count,
     SPLIT_INDEX(MIN(sort_key), {{ SEP }}, 1) AS first_event,
     SPLIT_INDEX(MAX(sort_key), {{ SEP }}, 1) AS last_event,

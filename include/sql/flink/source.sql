@@ -11,7 +11,9 @@ CREATE TABLE events_raw (
 {% endfor %}
     arrival_time AS PROCTIME(),
     rowtime AS {{ m.rowtime(m.field('client_timestamp')) | indent(4) }},
-    WATERMARK FOR rowtime AS rowtime - {{ contract.watermark_delay_ms | flink_interval }}
+    {# The watermark reads the extracted client_timestamp (no second parse of the record): see watermark_time. #}
+    WATERMARK FOR rowtime AS {{ m.watermark_time('rowtime', 'client_timestamp') }}
+        - {{ contract.watermark_delay_ms | flink_interval }}
 ) WITH (
 {{ source_options | with_options }}
 );

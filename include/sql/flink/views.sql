@@ -39,7 +39,6 @@ WHERE rowtime < CURRENT_WATERMARK(rowtime) + {{ contract.late_margin_ms | flink_
 CREATE TEMPORARY VIEW on_time_events AS
 SELECT
     event_id, user_id, device_id, client_event, countrycode, rowtime,
-    {{ m.epoch_ms('client_timestamp') }} AS event_ms,
     {# Ordering key of "first"/"last" event: (client_timestamp, client_event, event_id), countrycode rides along. #}
     client_timestamp || {{ SEP }} || client_event || {{ SEP }} || event_id || {{ SEP }} || countrycode AS sort_key
 FROM unique_events
