@@ -151,6 +151,7 @@ def main() -> None:
         default=None,
         help="another checkout whose compaction runs in the same rounds (before/after comparisons)",
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results and ratios here")
     parser.add_argument("--duckdb-worker", nargs=3, metavar=("DIR", "OUT", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duckdb_worker:
@@ -220,6 +221,7 @@ def main() -> None:
     print()
     print("| events/hour | compaction | vs | by wall time | per core (CPU s) |")
     print("|---:|---|---|---:|---:|")
+    ratios: dict[str, float] = {}
     for events in args.events:
         rows = {r["what"]: r for r in results if r["events"] == events}
         for name, ours in rows.items():
@@ -227,6 +229,15 @@ def main() -> None:
                 continue
             for reference in (REFERENCE_1, REFERENCE_N):
                 ref = rows[reference]
+                if (
+                    name == "compact_hour (moto S3)"
+                    and reference == REFERENCE_1
+                    and events == max(args.events)
+                ):
+                    ratios["ours_vs_duckdb"] = round(ref["seconds"] / ours["seconds"], 2)
+                    ratios["ours_vs_duckdb_per_core"] = round(
+                        ref["cpu_seconds"] / max(ours["cpu_seconds"], 1e-9), 2
+                    )
                 print(
                     f"| {events:,} | {name} | {reference} | {ref['seconds'] / ours['seconds']:.2f}x "
                     f"| {ref['cpu_seconds'] / max(ours['cpu_seconds'], 1e-9):.2f}x |"
@@ -235,6 +246,8 @@ def main() -> None:
     for r in results:
         if r["stages"]:
             print(f"- {r['events']:,} events, compact_hour stages (s): {r['stages']}")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, **ratios}, indent=2, default=str))
 
 
 if __name__ == "__main__":
