@@ -128,7 +128,8 @@ def _reconciliation(chart: ChartData) -> Figure:
     hours = chart.column("hour")[::-1]
     status = chart.column("status")[::-1]
     rates = [100 * r for r in chart.column("match_rate")[::-1]]
-    colors = ["#2ca02c" if s == "passed" else "#d62728" if s == "failed" else "#7f7f7f" for s in status]
+    palette = {"passed": "#2ca02c", "failed": "#d62728", "repaired": "#ff7f0e"}  # batch_only: grey
+    colors = [palette.get(s, "#7f7f7f") for s in status]
     bars = rate_ax.barh(hours, rates, color=colors)
     rate_ax.bar_label(
         bars, labels=[f"{r:.2f} % {s}" for r, s in zip(rates, status, strict=True)], padding=4, fontsize=8
