@@ -67,3 +67,44 @@ def test_verbose_streams_the_log_to_the_terminal(tmp_path, capfd):
             stage.done("ok")
     out = capfd.readouterr().out
     assert "task log line from a child" in out and "✓ Setup" in out
+
+
+def test_the_summary_table_has_a_row_per_hour_with_each_run_the_repair_and_the_alert(tmp_path):
+    import io
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from localdev.demo import DemoRun, HourResult, summary_table
+
+    a, b = datetime(2026, 11, 29, 1, tzinfo=UTC), datetime(2026, 11, 29, 2, tzinfo=UTC)
+    totals = {"match_rate": 0.43, "batch": {"sessions": 1459}}
+    failed = {
+        "status": "failed",
+        "counts": {"matched": 628, "missing_in_stream": 605, "late": 0},
+        "totals": totals,
+    }
+    repaired = dict(failed, status="repaired", repair={"previous_status": "failed", "repaired_by_batch": 605})
+    passed = {
+        "status": "passed",
+        "counts": {"matched": 649, "late": 136},
+        "totals": dict(totals, match_rate=0.82),
+    }
+    alert = "The reconciliation of hour 2026-11-29T02:00:00.000Z failed: 605 sessions\nmore lines"
+    run = DemoRun(
+        hours={
+            "A": HourResult(a, "late", reports=[passed]),
+            "B": HourResult(b, "outage", reports=[failed, repaired], alert=alert),
+        },
+        by_kind=Counter(valid=10, late=2, duplicate=1, invalid_json=3),
+    )
+    console = Console(width=220, record=True, file=io.StringIO())
+    console.print(summary_table(run, tmp_path / "demo.log"))
+    out = console.export_text()
+    assert "reconciliation A 01:00" in out and "passed: matched 649, late 136 (match rate 82.00%)" in out
+    assert "reconciliation B 02:00" in out and "failed → repaired: matched 628, missing_in_stream 605" in out
+    assert "repaired by batch: 605 sessions" in out
+    assert "alert received" in out and "failed: 605 sessions" in out and "more lines" not in out
+    assert "batch sessions" in out and "2,918" in out  # A's and B's final reports
+    assert "3 malformed" in out and "(2 late)" in out
