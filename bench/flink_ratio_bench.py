@@ -286,11 +286,14 @@ def run_variant(
 ) -> dict[str, Any]:
     """Run one variant in a fresh process and JVM; its phases, vertex metrics and output counts.
 
-    ``name`` is a variant, optionally followed by ``+key=value`` Flink options (``prod+pipeline.object-reuse=true``).
+    ``name`` is a variant, optionally followed by ``;key=value`` Flink options (``prod;pipeline.object-reuse=true``)
+    and ``;jvm:OPTION`` JVM options added to the runner's (``prod;jvm:-XX:TieredStopAtLevel=1``; ``;jvm:default``: none).
     """
-    from localdev.flink_runner.config import runtime_config
+    from localdev.flink_runner.config import jvm_options, runtime_config
 
-    base, *options = name.split("+")
+    base, *options = name.split(";")
+    variant_jvm_options = [o[4:] for o in options if o.startswith("jvm:")]
+    options = [o for o in options if not o.startswith("jvm:")]
     run_dir = Path(tempfile.mkdtemp(prefix=re.sub(r"[^\w.-]", "_", name)[:80] + "-", dir=work))
     output = run_dir / "output"
     ddl, inserts, config = variant_job(base, source, output, work)
@@ -313,6 +316,12 @@ def run_variant(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env["_python_worker_execution_mode"] = "process"
+    # The runner's JVM options for such an input (none before them), then the variant's own.
+    # ``;jvm:default`` runs the JVM as PyFlink starts it.
+    plain = "@" in base or "default" in variant_jvm_options
+    variant_jvm_options = [o for o in variant_jvm_options if o != "default"]
+    runner_options = [] if plain else jvm_options("bounded", source.stat().st_size)
+    env["JVM_ARGS"] = " ".join([*runner_options, *variant_jvm_options, env.get("JVM_ARGS", "")]).strip()
     if jfr:
         env["JVM_ARGS"] = (
             f"{env.get('JVM_ARGS', '')} -XX:FlightRecorderOptions=stackdepth=256 "
@@ -341,6 +350,7 @@ def run_variant(
         "job_s": round(t["ended"] - t["submitted"], 2),
         "job_cpu_s": round(result["cpu"]["ended"] - result["cpu"]["submitted"], 2),
         "plan_cpu_s": round(result["cpu"]["planned"] - result["cpu"]["env_ready"], 2),
+        "startup_cpu_s": round(result["cpu"]["submitted"], 2),
     }
     if t.get("first_record"):
         phases["to_first_record_s"] = round(t["first_record"] - started, 2)

@@ -17,7 +17,12 @@ from pathlib import Path
 
 from include.flink_app import flink_job
 from include.sessions.contract import SessionContract
-from localdev.flink_runner.config import check_flink_config, local_sink_properties, runtime_config
+from localdev.flink_runner.config import (
+    check_flink_config,
+    jvm_options,
+    local_sink_properties,
+    runtime_config,
+)
 from localdev.flink_runner.feeder import spool_inbox, spool_source
 from localdev.flink_runner.job_dir import (
     FAILED,
@@ -48,6 +53,7 @@ def _launch(
     spool_dir: Path | None,
     feed_interval_ms: int,
     job_dir: str | os.PathLike | None,
+    jvm_args: list[str],
 ) -> JobHandle:
     job_path = (Path(job_dir) if job_dir else Path(tempfile.mkdtemp(prefix="flink-job-"))).resolve()
     job_path.mkdir(parents=True, exist_ok=True)
@@ -67,8 +73,11 @@ def _launch(
     # the job has no Python UDF, so nothing needs it, and nothing may listen beyond 127.0.0.1.
     env["_python_worker_execution_mode"] = "process"
     # A mark on the JVM's command line (PyFlink passes JVM_ARGS on), so kill_job can tell it is this job's JVM.
+    # The caller's JVM_ARGS come after the runner's options, so they win.
     marker = uuid.uuid4().hex
-    env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} -D{JVM_MARKER_PROPERTY}={marker}".strip()
+    env["JVM_ARGS"] = " ".join(
+        [*jvm_args, env.get("JVM_ARGS", ""), f"-D{JVM_MARKER_PROPERTY}={marker}"]
+    ).strip()
     with open(job_path / "runner.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "localdev.flink_runner", "--job-dir", str(job_path)],
@@ -145,6 +154,7 @@ def start_job(
         # Two monitor intervals between new files: the source never discovers two files in one scan.
         feed_interval_ms=2 * monitor_interval_ms + 100,
         job_dir=job_dir,
+        jvm_args=jvm_options("continuous"),
     )
     if wait_running_s:
         _await_running(handle, wait_running_s)
@@ -186,6 +196,7 @@ def start_bounded_job(
         spool_dir=None,
         feed_interval_ms=0,
         job_dir=job_dir,
+        jvm_args=jvm_options("bounded", source.stat().st_size),
     )
 
 

@@ -1,0 +1,254 @@
+"""Start-up of the Flink job, before and after a change, same run (issue 11, target 5).
+
+``python -m bench.flink_startup_bench --input EVENTS.jsonl [--ref COMMIT] [--json out.json]``
+
+Two paths, each measured with this tree's code and with ``--ref``'s (its ``include``, ``localdev`` and ``bench``
+extracted with git archive, run in a subprocess):
+
+* ``clickstream sessionize --engine flink`` on the events file: from the command's start to the job's first
+  record (the source's first output in the mini-cluster's REST API, probed from outside, so both trees are
+  measured alike), with the runner's own phases (process, JVM, table environment, planning and submission);
+* StartApplication to RUNNING on the local endpoint (its kinesisanalyticsv2 service, a Kinesis source, 1 s
+  checkpoints as in tests/local_aws/test_kinesisanalytics_flink.py: RUNNING means the first checkpoint is done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports process ``pid`` listens on (from /proc)."""
+    inodes = _socket_inodes(pid)
+    ports = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class FirstRecordProbe(threading.Thread):
+    """Waits for a job's JVM (its PID from the runner's status file), finds the REST port among its sockets and
+    notes when the source vertex first reports an output record."""
+
+    def __init__(self, status_file: Path) -> None:
+        super().__init__(daemon=True)
+        self.status_file = status_file
+        self.first_record_at: float | None = None
+        self.stop = threading.Event()
+
+    def _get(self, port: int, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as resp:
+            return json.loads(resp.read())
+
+    def run(self) -> None:
+        port = source = job = None
+        while not self.stop.is_set() and self.first_record_at is None:
+            try:
+                if port is None:
+                    pid = json.loads(self.status_file.read_text()).get("jvm_pid")
+                    for candidate in listening_ports(int(pid)) if pid else []:
+                        try:
+                            jobs = self._get(candidate, "/jobs/overview")["jobs"]
+                        except Exception:
+                            continue
+                        port = candidate
+                        job = jobs[0]["jid"] if jobs else None
+                elif job is None:
+                    jobs = self._get(port, "/jobs/overview")["jobs"]
+                    job = jobs[0]["jid"] if jobs else None
+                elif source is None:
+                    vertices = self._get(port, f"/jobs/{job}")["vertices"]
+                    source = next(v["id"] for v in vertices if v["name"].startswith("Source:"))
+                else:
+                    metrics = self._get(port, f"/jobs/{job}/vertices/{source}/metrics?get=0.numRecordsOut")
+                    if any(float(m.get("value", 0)) > 0 for m in metrics):
+                        self.first_record_at = time.time()
+            except Exception:
+                pass
+            self.stop.wait(0.1)
+
+
+def measure_cli(events: Path, work: Path) -> dict[str, Any]:
+    """``sessionize --engine flink`` on ``events``: seconds from the command's start to each phase."""
+    work_dir, output = work / "cli-work", work / "cli-sessions.jsonl"
+    probe = FirstRecordProbe(work_dir / "job" / "status.json")
+    probe.start()
+    started = time.time()
+    command = [sys.executable, "-m", "localdev.cli", "sessionize", "--engine", "flink"]
+    command += ["--input", str(events), "--output", str(output), "--work-dir", str(work_dir)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    ended = time.time()
+    probe.stop.set()
+    probe.join(5)
+    if done.returncode:
+        raise RuntimeError(f"sessionize failed: {done.stderr[-2000:]}")
+    timings = json.loads((work_dir / "job" / "status.json").read_text())["timings"]
+    result = {
+        f"{name}_s": round(at - started, 2) for name, at in sorted(timings.items(), key=lambda kv: kv[1])
+    }
+    result.pop("first_record_s", None)  # the runner's own probe (newer trees): the outside one measures both
+    if probe.first_record_at:
+        result["first_record_s"] = round(probe.first_record_at - started, 2)
+    result["total_s"] = round(ended - started, 2)
+    result["sessions"] = sum(1 for _ in open(output))
+    return result
+
+
+def measure_start_application(work: Path) -> dict[str, Any]:
+    """StartApplication to RUNNING on a fresh local endpoint (1 s checkpoints), and the runner's phases."""
+    from localdev.aws.clients import local_client
+    from localdev.aws.endpoint import LocalEndpoint, free_port_pair
+
+    endpoint = LocalEndpoint(free_port_pair(), work / "endpoint")
+    endpoint.start(timeout=120)
+    try:
+        s3, kinesis, kda = (local_client(s, endpoint.url) for s in ("s3", "kinesis", "kinesisanalyticsv2"))
+        s3.create_bucket(Bucket="bench-lake")
+        s3.put_object(Bucket="bench-lake", Key="code/app.zip", Body=b"PK\x05\x06" + b"\0" * 18)
+        kinesis.create_stream(StreamName="clicks", ShardCount=1)
+        arn = kinesis.describe_stream_summary(StreamName="clicks")["StreamDescriptionSummary"]["StreamARN"]
+        groups = {
+            "consumer.config.0": {"stream.arn": arn, "aws.region": "us-east-1"},
+            "sink.config.0": {"output.path": "s3://bench-lake/app", "rollover.interval": "1 s"},
+        }
+        kda.create_application(
+            ApplicationName="bench-app",
+            RuntimeEnvironment="FLINK-2_3",
+            ServiceExecutionRole="arn:aws:iam::123456789012:role/bench",
+            ApplicationConfiguration={
+                "ApplicationCodeConfiguration": {
+                    "CodeContent": {
+                        "S3ContentLocation": {
+                            "BucketARN": "arn:aws:s3:::bench-lake",
+                            "FileKey": "code/app.zip",
+                        }
+                    },
+                    "CodeContentType": "ZIPFILE",
+                },
+                "EnvironmentProperties": {
+                    "PropertyGroups": [{"PropertyGroupId": g, "PropertyMap": m} for g, m in groups.items()]
+                },
+                "FlinkApplicationConfiguration": {
+                    "CheckpointConfiguration": {"ConfigurationType": "CUSTOM", "CheckpointInterval": 1000}
+                },
+            },
+        )
+        started = time.time()
+        kda.start_application(ApplicationName="bench-app")
+        while True:
+            status = kda.describe_application(ApplicationName="bench-app")["ApplicationDetail"][
+                "ApplicationStatus"
+            ]
+            if status == "RUNNING":
+                running = time.time()
+                break
+            if status == "READY" or time.time() - started > 600:
+                raise RuntimeError(f"the application did not reach RUNNING (status {status})")
+            time.sleep(0.1)
+        status_files = list((work / "endpoint").rglob("job/status.json"))
+        timings = json.loads(status_files[0].read_text())["timings"] if status_files else {}
+        result = {f"{n}_s": round(at - started, 2) for n, at in sorted(timings.items(), key=lambda kv: kv[1])}
+        result.pop("first_record_s", None)
+        result["running_s"] = round(running - started, 2)
+        kda.stop_application(ApplicationName="bench-app", Force=True)
+        while kda.describe_application(ApplicationName="bench-app")["ApplicationDetail"][
+            "ApplicationStatus"
+        ] != ("READY"):
+            time.sleep(0.2)
+        return result
+    finally:
+        endpoint.stop()
+
+
+def measure(events: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="flink-startup-") as tmp:
+        work = Path(tmp)
+        return {"cli": measure_cli(events, work), "start_application": measure_start_application(work)}
+
+
+def tree_at(ref: str, work: Path) -> Path:
+    """``include``, ``localdev`` and ``bench`` of commit ``ref`` (this bench file added if the commit lacks it)."""
+    tree = work / f"tree-{ref}"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", ref, "include", "localdev", "bench"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    (tree / "bench" / Path(__file__).name).write_text(Path(__file__).read_text())
+    return tree
+
+
+def run_in(tree: Path, events: Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.flink_startup_bench", "--measure", "--input", str(events)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode:
+        raise RuntimeError(f"measuring in {tree} failed: {out.stderr[-3000:]}")
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", type=Path, required=True, help="time-ordered events (JSON lines)")
+    parser.add_argument("--ref", default=None, help="also measure this commit (before)")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    events = args.input.resolve()
+    if args.measure:
+        print(json.dumps(measure(events)))
+        return 0
+    from bench.machine import print_machine
+
+    print_machine()
+    results: dict[str, Any] = {"input": str(events), "load_avg_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="flink-startup-trees-") as tmp:
+        if args.ref:
+            results[f"before ({args.ref})"] = run_in(tree_at(args.ref, Path(tmp)), events)
+            print(json.dumps(results[f"before ({args.ref})"]), flush=True)
+        results["after (this tree)"] = run_in(PROJECT_ROOT, events)
+    results["load_avg_end"] = os.getloadavg()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
