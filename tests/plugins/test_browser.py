@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
 from clickstream import data, paths
@@ -109,11 +111,31 @@ def test_the_clickstream_page_shows_what_the_backend_data_implies(
         }))"""
     )
     expected = [h for h in hours["hours"] if h["report"] or h["compaction"]]
+    # An hour links to its reconciliation run when Airflow has one for it (another test module may have run the
+    # DAG in this session's database), else to the DAG's runs list: ask Airflow's own API, as the page does.
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "_token")
+    runs = page.request.get(
+        f"{api_server.url}/api/v2/dags/{data.RECONCILIATION_DAG_ID}/dagRuns?limit=100&order_by=-logical_date",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    run_by_hour: dict[str, str] = {}
+    if runs.ok:  # 404 while the DAG is not in this database: every hour links to the runs list
+        for run in runs.json()["dag_runs"]:
+            if run.get("data_interval_start"):
+                hour = (
+                    datetime.fromisoformat(run["data_interval_start"]).astimezone(UTC).strftime("%Y-%m-%dT%H")
+                )
+                run_by_hour.setdefault(hour, run["dag_run_id"])
     assert [(r["hour"], r["status"]) for r in rows] == [(h["hour"], h["status"]) for h in expected]
     for row, hour in zip(rows, expected, strict=True):
         assert row["badge"] == hour["status"].replace("_", " ", 1)
         assert row["backfill"] == (1 if hour["status"] == "failed" else 0)
-        assert row["runs"] == f"/dags/{data.RECONCILIATION_DAG_ID}/runs"
+        run_id = run_by_hour.get(hour["hour"][:13])
+        assert row["runs"] == (
+            f"/dags/{data.RECONCILIATION_DAG_ID}/runs/{quote(run_id, safe='')}"
+            if run_id
+            else f"/dags/{data.RECONCILIATION_DAG_ID}/runs"
+        )
         if hour["counts"] is not None:
             assert row["rate"] == f"{100 * hour['match_rate']:.1f} %"
             assert {c: int(v.replace(",", "")) for c, v in row["counts"].items()} == {
