@@ -129,6 +129,11 @@ def airflow_db():
         local_airflow.migrate_db(ENV)
         yield ENV["AIRFLOW_HOME"]
     finally:
+        # Close Airflow's pooled connections first: its atexit dispose_orm would otherwise roll back on a
+        # server that is gone and print an OperationalError traceback after the test summary.
+        from airflow import settings as airflow_settings
+
+        airflow_settings.dispose_orm()
         cluster.stop()
 
 
