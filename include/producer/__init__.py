@@ -9,8 +9,7 @@ trigger form's source) without loading the generator and the Kinesis writer at p
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from include.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "generate": "include.producer.generator",
@@ -29,15 +28,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

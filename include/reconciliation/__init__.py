@@ -14,8 +14,7 @@ without loading DuckDB and pyarrow at parse time.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from include.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "HourInputs": "include.reconciliation.inputs",
@@ -33,15 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
