@@ -34,7 +34,10 @@ class Ratio:
 
 #: (benchmark module, arguments for --small, arguments for the full sizes)
 BENCHES = {
-    "flink_ratio_bench": (["--events", "200000"], ["--events", "1000000"]),
+    "flink_ratio_bench": (
+        ["--events", "200000", "--variants", "bare", "prod"],
+        ["--variants", "bare", "prod"],
+    ),
     "duckdb_bench": (["--events", "200000", "--sessions", "200000", "--repeats", "1"], []),
     "reconciliation_bench": (["--sessions", "200000", "--repeats", "1"], []),
     "compaction_bench": (["--events", "500000", "--repeats", "1"], ["--events", "2000000"]),
@@ -44,7 +47,7 @@ RATIOS = (
     Ratio(
         "Flink job vs bare SESSION TVF",
         "flink_ratio_bench",
-        "prod_vs_bare",
+        "ratio_to_bare_job_s.prod",
         0.6,
         True,
         "×",
@@ -100,7 +103,13 @@ def run_bench(name: str, args: list[str], out: Path) -> dict:
 
 
 def lookup(results: dict, key: str):
-    """A value by key, searched in nested dicts too (the benches group their results differently)."""
+    """A value by key (``a.b`` for a nested one), else searched in nested dicts (benches group results
+    differently)."""
+    if "." in key:
+        value: object = results
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
     if key in results:
         return results[key]
     for value in results.values():
