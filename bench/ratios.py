@@ -35,8 +35,8 @@ class Ratio:
 #: (benchmark module, arguments for --small, arguments for the full sizes)
 BENCHES = {
     "flink_ratio_bench": (
-        ["--events", "200000", "--variants", "bare", "prod"],
-        ["--variants", "bare", "prod"],
+        ["--events", "200000", "--variants", "bare,prod"],
+        ["--variants", "bare,prod"],
     ),
     "duckdb_bench": (["--events", "200000", "--sessions", "200000", "--repeats", "1"], []),
     "reconciliation_bench": (["--sessions", "200000", "--repeats", "1"], []),
