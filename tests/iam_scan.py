@@ -176,7 +176,7 @@ class Module:
         self.classes: dict[str, ast.ClassDef] = {}
         self.lazy_exports: dict[str, str] = {}  # name → module, for a package's lazy ``__getattr__`` exports
         self._index(self.tree.body, prefix="", enclosing=None)
-        if "__getattr__" in self.functions:
+        if "__getattr__" in self.functions or self._assigns_getattr():
             for node in self.tree.body:
                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
                     pairs = zip(node.value.keys, node.value.values, strict=True)
@@ -187,6 +187,16 @@ class Module:
                         and isinstance(v, ast.Constant)
                         and isinstance(v.value, str)
                     )
+
+    def _assigns_getattr(self) -> bool:
+        """``__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)`` (include/lazy_exports.py) at top level."""
+        for node in self.tree.body:
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    names = target.elts if isinstance(target, ast.Tuple) else [target]
+                    if any(isinstance(n, ast.Name) and n.id == "__getattr__" for n in names):
+                        return True
+        return False
 
     def _index(self, body: list[ast.stmt], prefix: str, enclosing: str | None) -> None:
         for node in body:
