@@ -1,20 +1,27 @@
 """The production Flink job as a ratio of the bare SESSION TVF on the same events, same run (issue 11, target 1).
 
-``python -m bench.flink_ratio_bench [--events 1000000] [--repeat 1] [--variants all] [--jfr prod] [--json out]``
+``python -m bench.flink_ratio_bench [--events 1000000 | --input EVENTS] [--repeat N] [--variants bare,prod,...]
+[--jfr prod] [--json out]``
 
-Every variant is one SQL job in a fresh process and JVM (the same runtime configuration as the CLI's bounded run,
-:func:`localdev.flink_runner.runtime_config`), run back to back on one generated file of time-ordered events:
+Every variant is one SQL job in a fresh process and JVM with the CLI's bounded-run configuration
+(:func:`localdev.flink_runner.runtime_config`, :func:`localdev.flink_runner.config.jvm_options`), run back to
+back on one file of time-ordered events (``--repeat`` interleaves the variants and reports medians):
 
 * ``bare``: Flink's ``json`` format with typed columns, watermark 5 s, one SESSION TVF (count, first and last
   time) into one filesystem sink: what Flink does with the same events and no rules of ours;
+  ``bare_raw_json_value``: the same query over raw lines and JSON_VALUE columns;
 * ``prod``: the production job exactly as :func:`include.flink_app.flink_job.build_job` renders it (raw records,
-  reject rules, dedup, late split, four sinks);
-* ``prod_*``: the production job with one feature taken out, to see where the time goes.
+  reject rules, dedup, late split, four sinks); ``prod@REF``: as commit REF rendered and ran it (before/after
+  in one run);
+* ``prod_*``: the production job with one feature taken out, to see where the time goes;
+* any variant ``;key=value`` (a Flink option) or ``;jvm:OPTION`` (a JVM option; ``;jvm:default`` runs the JVM as
+  PyFlink starts it).
 
-While a job runs, its mini-cluster's REST API is sampled: busy/idle/back-pressured milliseconds and records per
-job vertex (Flink's own accounting), so the breakdown is Flink's, not a guess. ``--jfr VARIANT`` also records a
-Java Flight Recorder profile of that variant and prints the hottest frames. The ratio is bare job time / variant
-job time (job time = submit to finished: start-up is reported apart).
+Measured per variant: wall phases, the JVM's CPU seconds while the job runs (steadier than wall time on a shared
+machine), and, sampled from the mini-cluster's REST API while it runs, busy/idle/back-pressured time and records
+per job vertex (Flink's own accounting). ``--jfr VARIANT`` adds a Java Flight Recorder profile: samples by
+category (:data:`JFR_CATEGORIES`), by task thread and by hottest frame. Ratios: bare / variant, of job wall time
+and of job CPU time.
 """
 
 from __future__ import annotations
@@ -69,6 +76,24 @@ def bare_job(source: Path, output: Path) -> tuple[list[str], list[str]]:
             INTERVAL '60' SECOND))
         GROUP BY user_id, device_id, window_start, window_end"""
     ]
+    return ddl, inserts
+
+
+def bare_raw_job(source: Path, output: Path) -> tuple[list[str], list[str]]:
+    """The bare SESSION TVF over raw lines and JSON_VALUE columns (as the production source reads): what the JSON
+    extraction costs against Flink's json format, with no rule of ours."""
+    ddl, inserts = bare_job(source, output)
+    fields = ("event_id", "user_id", "device_id", "client_event", "client_timestamp", "countrycode")
+    columns = ", ".join(
+        f"{f} AS "
+        + (f"CAST(JSON_VALUE(record, '$.{f}') AS INT)" if f == "user_id" else f"JSON_VALUE(record, '$.{f}')")
+        for f in fields
+    )
+    ddl[0] = f"""CREATE TABLE events (
+            record STRING, {columns},
+            rowtime AS TO_TIMESTAMP_LTZ(JSON_VALUE(record, '$.client_timestamp'), {TS_FORMAT}, 'UTC'),
+            WATERMARK FOR rowtime AS rowtime - INTERVAL '5' SECOND
+        ) WITH ('connector' = 'filesystem', 'path' = '{source}', 'format' = 'raw')"""
     return ddl, inserts
 
 
@@ -134,8 +159,8 @@ def variant_job(
     """``name``'s statements: bare, prod, prod@REF, or prod with one feature removed (see the module docstring)."""
     if name.startswith("prod@"):
         return prod_job_at(name.split("@", 1)[1], source, output, work)
-    if name == "bare":
-        ddl, inserts = bare_job(source, output)
+    if name in ("bare", "bare_raw_json_value"):
+        ddl, inserts = (bare_job if name == "bare" else bare_raw_job)(source, output)
         return ddl, inserts, {"table.local-time-zone": "UTC"}
     ddl, inserts, config = prod_job(source, output)
     if name == "prod":
@@ -174,6 +199,7 @@ def variant_job(
 
 VARIANTS = (
     "bare",
+    "bare_raw_json_value",
     "prod",
     "prod_sessions_sink_only",
     "prod_no_dedup",
@@ -495,13 +521,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(run), flush=True)
                 results["runs"].append(run)
         results["load_avg_end"] = os.getloadavg()
-    medians = {
-        name: statistics.median(r["job_s"] for r in results["runs"] if r["variant"] == name)
-        for name in variants
-    }
-    results["median_job_s"] = medians
-    if "bare" in medians:
-        results["ratio_to_bare"] = {n: round(medians["bare"] / s, 3) for n, s in medians.items()}
+    for key in ("job_s", "job_cpu_s"):
+        medians = {
+            name: statistics.median(r[key] for r in results["runs"] if r["variant"] == name)
+            for name in variants
+        }
+        results[f"median_{key}"] = medians
+        if "bare" in medians:
+            results[f"ratio_to_bare_{key}"] = {n: round(medians["bare"] / v, 3) for n, v in medians.items()}
     text = json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=2)
     print(text)
     if args.json:

@@ -5,9 +5,10 @@
 Two paths, each measured with this tree's code and with ``--ref``'s (its ``include``, ``localdev`` and ``bench``
 extracted with git archive, run in a subprocess):
 
-* ``clickstream sessionize --engine flink`` on the events file: from the command's start to the job's first
-  record (the source's first output in the mini-cluster's REST API, probed from outside, so both trees are
-  measured alike), with the runner's own phases (process, JVM, table environment, planning and submission);
+* ``clickstream sessionize --engine flink`` on the events file: from the command's start to the job's first read
+  of the input (the JVM's file offset in /proc, probed from outside, so both trees are measured alike), with the
+  runner's own phases (process, JVM, table environment, planning and submission; newer runners also report the
+  source's first output record);
 * StartApplication to RUNNING on the local endpoint (its kinesisanalyticsv2 service, a Kinesis source, 1 s
   checkpoints as in tests/local_aws/test_kinesisanalytics_flink.py: RUNNING means the first checkpoint is done).
 """
@@ -22,83 +23,49 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
+class FirstReadProbe(threading.Thread):
+    """Notes when a job's JVM (its PID from the runner's status file) has first read from the input file: the
+    offset of its open descriptor in /proc/<pid>/fdinfo. The same for any tree, and independent of Flink's REST
+    metrics, which the mini-cluster refreshes only every 10 s by default."""
 
-
-def listening_ports(pid: int) -> list[int]:
-    """TCP ports process ``pid`` listens on (from /proc)."""
-    inodes = _socket_inodes(pid)
-    ports = []
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
-                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-class FirstRecordProbe(threading.Thread):
-    """Waits for a job's JVM (its PID from the runner's status file), finds the REST port among its sockets and
-    notes when the source vertex first reports an output record."""
-
-    def __init__(self, status_file: Path) -> None:
+    def __init__(self, status_file: Path, input_file: Path) -> None:
         super().__init__(daemon=True)
-        self.status_file = status_file
-        self.first_record_at: float | None = None
+        self.status_file, self.input_file = status_file, str(input_file.resolve())
+        self.first_read_at: float | None = None
         self.stop = threading.Event()
 
-    def _get(self, port: int, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as resp:
-            return json.loads(resp.read())
+    def _read_offset(self, pid: int) -> int:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == self.input_file:
+                    info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                    return int(info.split("pos:", 1)[1].split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+        return 0
 
     def run(self) -> None:
-        port = source = job = None
-        while not self.stop.is_set() and self.first_record_at is None:
+        pid = None
+        while not self.stop.is_set() and self.first_read_at is None:
             try:
-                if port is None:
-                    pid = json.loads(self.status_file.read_text()).get("jvm_pid")
-                    for candidate in listening_ports(int(pid)) if pid else []:
-                        try:
-                            jobs = self._get(candidate, "/jobs/overview")["jobs"]
-                        except Exception:
-                            continue
-                        port = candidate
-                        job = jobs[0]["jid"] if jobs else None
-                elif job is None:
-                    jobs = self._get(port, "/jobs/overview")["jobs"]
-                    job = jobs[0]["jid"] if jobs else None
-                elif source is None:
-                    vertices = self._get(port, f"/jobs/{job}")["vertices"]
-                    source = next(v["id"] for v in vertices if v["name"].startswith("Source:"))
-                else:
-                    metrics = self._get(port, f"/jobs/{job}/vertices/{source}/metrics?get=0.numRecordsOut")
-                    if any(float(m.get("value", 0)) > 0 for m in metrics):
-                        self.first_record_at = time.time()
-            except Exception:
+                pid = pid or json.loads(self.status_file.read_text()).get("jvm_pid")
+                if pid and self._read_offset(int(pid)) > 0:
+                    self.first_read_at = time.time()
+            except (OSError, ValueError):
                 pass
-            self.stop.wait(0.1)
+            self.stop.wait(0.05)
 
 
 def measure_cli(events: Path, work: Path) -> dict[str, Any]:
     """``sessionize --engine flink`` on ``events``: seconds from the command's start to each phase."""
     work_dir, output = work / "cli-work", work / "cli-sessions.jsonl"
-    probe = FirstRecordProbe(work_dir / "job" / "status.json")
+    probe = FirstReadProbe(work_dir / "job" / "status.json", events)
     probe.start()
     started = time.time()
     command = [sys.executable, "-m", "localdev.cli", "sessionize", "--engine", "flink"]
@@ -113,9 +80,8 @@ def measure_cli(events: Path, work: Path) -> dict[str, Any]:
     result = {
         f"{name}_s": round(at - started, 2) for name, at in sorted(timings.items(), key=lambda kv: kv[1])
     }
-    result.pop("first_record_s", None)  # the runner's own probe (newer trees): the outside one measures both
-    if probe.first_record_at:
-        result["first_record_s"] = round(probe.first_record_at - started, 2)
+    if probe.first_read_at:
+        result["first_input_read_s"] = round(probe.first_read_at - started, 2)
     result["total_s"] = round(ended - started, 2)
     result["sessions"] = sum(1 for _ in open(output))
     return result

@@ -17,7 +17,10 @@ Flink (:func:`include.flink_app.flink_job.job_from_properties`), with ``filesyst
   a savepoint that fails (its target cannot be written, say) leaves the job running, as Flink does: the runner
   goes on feeding and watching it and :func:`stop_job` raises :class:`SavepointError`;
 * ``flink.config.0`` is applied after the runner's own configuration, so keys that would override what the
-  runner relies on are refused up front (:func:`check_flink_config`).
+  runner relies on are refused up front (:func:`check_flink_config`);
+* a bounded run takes no periodic checkpoints (its files commit when the input ends), and the CLI checks its
+  input while the job starts (:func:`run_bounded`'s ``check_input``);
+* the JVM runs ParallelGC, and C1 only where start-up dominates (:func:`localdev.flink_runner.config.jvm_options`).
 
 Control and status go through files in the job directory, so a handle can be re-opened by another process
 (:meth:`JobHandle.load`). Every wait has a timeout; a dead runner process reads as FAILED with its log tail.

@@ -47,6 +47,8 @@ def runtime_config(
         "execution.checkpointing.dir": checkpoint_dir.resolve().as_uri(),
         "execution.checkpointing.savepoint-dir": (checkpoint_dir / "savepoints").resolve().as_uri(),
         "restart-strategy.type": "none",
+        # The REST API serves metrics at most this old (default 10 s): the runner notes the first record with it.
+        "metrics.fetcher.update-interval": "500",
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",
         "jobmanager.bind-host": "127.0.0.1",
