@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -23,20 +24,34 @@ Changes = dict[str, str]
 #: Error codes meaning "there is no such bucket / queue" (S3 HeadBucket has no body, hence the bare 404).
 MISSING_BUCKET_CODES = ("404", "NoSuchBucket", "NotFound")
 MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+MISSING_RESOURCE_CODES = ("ResourceNotFoundException",)  # Kinesis, Firehose, Managed Flink
+MISSING_ENTITY_CODES = ("EntityNotFoundException",)  # Glue
+
+T = TypeVar("T")
 
 
 def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+def if_exists(fetch: Callable[[], T], missing_codes: tuple[str, ...]) -> T | None:
+    """``fetch()``'s answer, or None when AWS answers that the resource is not there (one of ``missing_codes``).
+
+    Every ``ensure_*`` first asks whether its resource exists; any other error (throttling, access denied)
+    propagates, so a resource that cannot be read is never created twice.
+    """
+    try:
+        return fetch()
+    except ClientError as exc:
+        if error_code(exc) not in missing_codes:
+            raise
+        return None
+
+
 # --------------------------------------------------------------------------------------------------- S3
 def ensure_bucket(s3: Any, bucket: str, region: str) -> Changes:
-    try:
-        s3.head_bucket(Bucket=bucket)
+    if if_exists(lambda: s3.head_bucket(Bucket=bucket), MISSING_BUCKET_CODES) is not None:
         return {f"s3://{bucket}": "unchanged"}
-    except ClientError as exc:
-        if error_code(exc) not in MISSING_BUCKET_CODES:
-            raise
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -57,17 +72,13 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> Changes:
 def ensure_stream(kinesis: Any, settings: Settings, timeout_s: float = 120) -> tuple[Changes, str]:
     """Create the Kinesis stream (provisioned, ``shard_count`` shards) and wait for ACTIVE; returns its ARN."""
     name = settings.stream_name
-    change = "unchanged"
-    try:
-        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
+    found = if_exists(lambda: kinesis.describe_stream_summary(StreamName=name), MISSING_RESOURCE_CODES)
+    summary = None if found is None else found["StreamDescriptionSummary"]
+    change = "created" if summary is None else "unchanged"
+    if summary is None:
         kinesis.create_stream(
             StreamName=name, ShardCount=settings.shard_count, StreamModeDetails={"StreamMode": "PROVISIONED"}
         )
-        change = "created"
-        summary = None
     deadline = time.monotonic() + timeout_s
     while summary is None or summary["StreamStatus"] != "ACTIVE":
         if time.monotonic() > deadline:
@@ -138,11 +149,10 @@ def ensure_delivery_stream(
 ) -> Changes:
     name = settings.delivery_stream
     wanted = delivery_destination(settings)
-    try:
-        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
+    found = if_exists(
+        lambda: firehose.describe_delivery_stream(DeliveryStreamName=name), MISSING_RESOURCE_CODES
+    )
+    if found is None:
         firehose.create_delivery_stream(
             DeliveryStreamName=name,
             DeliveryStreamType="KinesisStreamAsSource",
@@ -154,6 +164,7 @@ def ensure_delivery_stream(
         )
         _wait_delivery_stream_active(firehose, name, timeout_s)
         return {f"firehose:{name}": "created"}
+    description = found["DeliveryStreamDescription"]
     destination = description["Destinations"][0]
     current = destination.get("ExtendedS3DestinationDescription", {})
     if _destination_matches(current, wanted):
@@ -198,14 +209,11 @@ def ensure_alerts(sns: Any, sqs: Any, settings: Settings) -> tuple[Changes, str]
     subscribed = {
         (s["Protocol"], s["Endpoint"]) for s in all_subscriptions(sns, topic_arn) if s.get("Endpoint")
     }
-    try:
-        queue_url = sqs.get_queue_url(QueueName=settings.alert_queue)["QueueUrl"]
-        changes[f"sqs:{settings.alert_queue}"] = "unchanged"
-    except ClientError as exc:
-        if error_code(exc) not in MISSING_QUEUE_CODES:
-            raise
-        queue_url = sqs.create_queue(QueueName=settings.alert_queue)["QueueUrl"]
-        changes[f"sqs:{settings.alert_queue}"] = "created"
+    queue = if_exists(lambda: sqs.get_queue_url(QueueName=settings.alert_queue), MISSING_QUEUE_CODES)
+    changes[f"sqs:{settings.alert_queue}"] = "created" if queue is None else "unchanged"
+    if queue is None:
+        queue = sqs.create_queue(QueueName=settings.alert_queue)
+    queue_url = queue["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
@@ -255,12 +263,8 @@ def all_subscriptions(sns: Any, topic_arn: str) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------------------------------- Glue
 def ensure_glue_database(glue: Any, database: str) -> Changes:
-    try:
-        glue.get_database(Name=database)
+    if if_exists(lambda: glue.get_database(Name=database), MISSING_ENTITY_CODES) is not None:
         return {f"glue:{database}": "unchanged"}
-    except ClientError as exc:
-        if error_code(exc) != "EntityNotFoundException":
-            raise
     glue.create_database(DatabaseInput={"Name": database, "Description": "Clickstream sessions data lake"})
     return {f"glue:{database}": "created"}
 
@@ -278,14 +282,11 @@ def _comparable(table: dict[str, Any]) -> dict[str, Any]:
 def ensure_glue_table(glue: Any, database: str, table_input: dict[str, Any]) -> Changes:
     name = table_input["Name"]
     key = f"glue:{database}.{name}"
-    try:
-        current = glue.get_table(DatabaseName=database, Name=name)["Table"]
-    except ClientError as exc:
-        if error_code(exc) != "EntityNotFoundException":
-            raise
+    found = if_exists(lambda: glue.get_table(DatabaseName=database, Name=name), MISSING_ENTITY_CODES)
+    if found is None:
         glue.create_table(DatabaseName=database, TableInput=table_input)
         return {key: "created"}
-    if _comparable(current) == _comparable(table_input):
+    if _comparable(found["Table"]) == _comparable(table_input):
         return {key: "unchanged"}
     glue.update_table(DatabaseName=database, TableInput=table_input)
     return {key: "updated"}
@@ -393,11 +394,8 @@ def ensure_flink_application(
     region = kda.meta.region_name
     wanted = flink_application_configuration(settings, stream_arn, region, run_options)
     key = f"kinesisanalyticsv2:{name}"
-    try:
-        detail = kda.describe_application(ApplicationName=name)["ApplicationDetail"]
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
+    found = if_exists(lambda: kda.describe_application(ApplicationName=name), MISSING_RESOURCE_CODES)
+    if found is None:
         kda.create_application(
             ApplicationName=name,
             ApplicationDescription="Clickstream sessions (Flink SQL): 60 s gap sessions and per-minute metrics",
@@ -407,6 +405,7 @@ def ensure_flink_application(
             Tags=[{"Key": "project", "Value": "clickstream"}, {"Key": "code-etag", "Value": code_etag or ""}],
         )
         return {key: "created"}
+    detail = found["ApplicationDetail"]
     config = detail.get("ApplicationConfigurationDescription", {})
     have_groups = _property_map(
         config.get("EnvironmentPropertyDescriptions", {}).get("PropertyGroupDescriptions", [])

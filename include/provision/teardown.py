@@ -15,19 +15,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from include.aws import client
 from include.config import Settings, settings
 from include.dag_params import check_fields, from_mapping, param
 from include.provision.resources import (
     MISSING_BUCKET_CODES,
+    MISSING_ENTITY_CODES,
     MISSING_QUEUE_CODES,
+    MISSING_RESOURCE_CODES,
     Changes,
     all_subscriptions,
     all_topics,
     catalog_tables,
-    error_code,
+    if_exists,
 )
 
 log = logging.getLogger(__name__)
@@ -146,12 +146,8 @@ def delete_flink_application(kda: Any, name: str, timeout_s: float = TIMEOUT_S) 
 
 
 def _flink_detail(kda: Any, name: str) -> dict[str, Any] | None:
-    try:
-        return kda.describe_application(ApplicationName=name)["ApplicationDetail"]
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    found = if_exists(lambda: kda.describe_application(ApplicationName=name), MISSING_RESOURCE_CODES)
+    return None if found is None else found["ApplicationDetail"]
 
 
 # --------------------------------------------------------------------------------------------------- Firehose
@@ -171,13 +167,10 @@ def delete_firehose_stream(firehose: Any, name: str, timeout_s: float = TIMEOUT_
 
 
 def _firehose_status(firehose: Any, name: str) -> str | None:
-    try:
-        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
-    return description["DeliveryStreamStatus"]
+    found = if_exists(
+        lambda: firehose.describe_delivery_stream(DeliveryStreamName=name), MISSING_RESOURCE_CODES
+    )
+    return None if found is None else found["DeliveryStreamDescription"]["DeliveryStreamStatus"]
 
 
 # --------------------------------------------------------------------------------------------------- Kinesis
@@ -198,12 +191,8 @@ def delete_kinesis_stream(kinesis: Any, name: str, timeout_s: float = TIMEOUT_S)
 
 
 def _stream_status(kinesis: Any, name: str) -> str | None:
-    try:
-        return kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    found = if_exists(lambda: kinesis.describe_stream_summary(StreamName=name), MISSING_RESOURCE_CODES)
+    return None if found is None else found["StreamDescriptionSummary"]["StreamStatus"]
 
 
 # --------------------------------------------------------------------------------------------------- SNS / SQS
@@ -246,22 +235,14 @@ def delete_alerts(sns: Any, sqs: Any, settings: Settings) -> Changes:
 
 
 def _queue_url(sqs: Any, name: str) -> str | None:
-    try:
-        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    except ClientError as exc:
-        if error_code(exc) in MISSING_QUEUE_CODES:
-            return None
-        raise
+    found = if_exists(lambda: sqs.get_queue_url(QueueName=name), MISSING_QUEUE_CODES)
+    return None if found is None else found["QueueUrl"]
 
 
 # --------------------------------------------------------------------------------------------------- Glue
 def delete_glue_catalog(glue: Any, database: str, expected_tables: list[str]) -> Changes:
     """Every table of the database (setup's and any added since, with their partitions), then the database."""
-    try:
-        glue.get_database(Name=database)
-    except ClientError as exc:
-        if error_code(exc) != "EntityNotFoundException":
-            raise
+    if if_exists(lambda: glue.get_database(Name=database), MISSING_ENTITY_CODES) is None:
         return {f"glue:{database}.{t}": "absent" for t in expected_tables} | {f"glue:{database}": "absent"}
     pages = glue.get_paginator("get_tables").paginate(DatabaseName=database)
     tables = [t["Name"] for page in pages for t in page["TableList"]]
@@ -278,11 +259,7 @@ def delete_glue_catalog(glue: Any, database: str, expected_tables: list[str]) ->
 def empty_and_delete_bucket(s3: Any, bucket: str) -> Changes:
     """Abort unfinished multipart uploads, delete every object version and delete marker, delete the bucket."""
     key = f"s3://{bucket}"
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if error_code(exc) not in MISSING_BUCKET_CODES:
-            raise
+    if if_exists(lambda: s3.head_bucket(Bucket=bucket), MISSING_BUCKET_CODES) is None:
         return {key: "absent"}
     for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
         for upload in page.get("Uploads", ()):
