@@ -20,7 +20,8 @@ Users never have two overlapping sessions, and a user's sessions are always more
 
 Sessions are not confined to a slot: they start anywhere in it and may run into the next one, so they
 cross minute and hour boundaries. Faults are decided per event from draws that are always made, so turning
-a knob changes which records are faulty but never the underlying events.
+a knob changes which records are faulty but never the underlying events. Whether an event is resent is
+decided by its event id's random bits (no extra draw, so adding the knob changed no existing event).
 """
 
 from __future__ import annotations
@@ -336,17 +337,28 @@ def _row_key(row: tuple) -> tuple:
     return row[:4]
 
 
+#: An event is resent when the low 53 bits of its event id's random bits, as a fraction, are below
+#: ``resend_fraction``: uniform and independent of every other draw of the event.
+_RESEND_BITS = (1 << 53) - 1
+_RESEND_SCALE = 1.0 / (1 << 53)
+#: Order of records sent at the same ms for the same event: original, its duplicate, a resent copy.
+_ORIGINAL, _DUPLICATE, _RESENT = 0, 1, 2
+
+
 def generate(params: ProducerParams | dict, start: datetime, end: datetime) -> ProducedBatch:
     """Every record sent for [start, end), in send order, with its ground truth.
 
-    A record is sent at its event's client_timestamp, except late events (sent ``late_delay_seconds`` later)
-    and duplicates (sent again right after the original). Send order is (send time, client_timestamp,
-    event_id), which is (client_timestamp, event_id) for everything but late records; it makes
-    ``generate(a, c) == generate(a, b) + generate(b, c)`` hold record by record for any split point b.
+    A record is sent at its event's client_timestamp, except late events (sent ``late_delay_seconds`` later),
+    duplicates (sent again right after the original) and resent copies (sent again ``resend_delay_seconds``
+    after the original, so possibly in a later interval than it). Send order is (send time,
+    client_timestamp, event_id), which is (client_timestamp, event_id) for everything but late and resent
+    records; it makes ``generate(a, c) == generate(a, b) + generate(b, c)`` hold record by record for any
+    split point b.
     """
     params = ProducerParams.coerce(params)
     start_ms, end_ms = check_interval(start, end)
-    expected = params.events_per_second * (end_ms - start_ms) / 1000 * (1 + params.duplicate_fraction)
+    copies = 1 + params.duplicate_fraction + params.resend_fraction
+    expected = params.events_per_second * (end_ms - start_ms) / 1000 * copies
     if expected > MAX_RECORDS_PER_BATCH:
         raise ValueError(
             f"interval {start.isoformat()}..{end.isoformat()} would hold about {expected:,.0f} records at "
@@ -359,12 +371,16 @@ def generate(params: ProducerParams | dict, start: datetime, end: datetime) -> P
     late_bound = malformed_share + late_share
     dup_share = params.duplicate_fraction
     delay = params.late_delay_ms
+    resend_share = params.resend_fraction
+    resend = params.resend_delay_ms
     kinds = params.malformed_kinds
     population = _population(seed, users)
 
-    windows = [(start_ms, end_ms)]
-    if late_share > 0:
-        windows.append((start_ms - delay, end_ms - delay))
+    # Event-time windows whose events can be sent in [start, end): on time, late, and resent copies of both.
+    shifts = [0, delay] if late_share > 0 else [0]
+    if resend_share > 0:
+        shifts += [shift + resend for shift in shifts]
+    windows = [(start_ms - shift, end_ms - shift) for shift in shifts]
     slots = sorted({slot for w in windows for slot in _slots_for(*w)})
     dropped = 0
     ts_cache: dict[int, str] = {}
@@ -396,7 +412,15 @@ def generate(params: ProducerParams | dict, start: datetime, end: datetime) -> P
                     emit, kind = t + delay, "late"
                 else:
                     emit, kind = t, "valid"
-                if not start_ms <= emit < end_ms:
+                sent = start_ms <= emit < end_ms
+                # Malformed records are never resent; the check on u_fault comes after the cheap ones.
+                resent = (
+                    resend_share > 0
+                    and start_ms <= emit + resend < end_ms
+                    and (bits & _RESEND_BITS) * _RESEND_SCALE < resend_share
+                    and u_fault >= malformed_share
+                )
+                if not (sent or resent):
                     continue
                 ts = _timestamp(t, ts_cache)
                 event_id = uuid4_string(bits)
@@ -419,11 +443,16 @@ def generate(params: ProducerParams | dict, start: datetime, end: datetime) -> P
                     record = ProducedRecord(
                         bad, malformed.partition_key_for(bad), None, reason, found_id, t, emit
                     )
-                    rows.append((emit, t, event_id, 0, record))
+                    rows.append((emit, t, event_id, _ORIGINAL, record))
                     continue
-                rows.append((emit, t, event_id, 0, ProducedRecord(data, key, event, kind, event_id, t, emit)))
-                if u_dup < dup_share:
-                    copy = ProducedRecord(data, key, event, "duplicate", event_id, t, emit)
-                    rows.append((emit, t, event_id, 1, copy))
+                if sent:
+                    record = ProducedRecord(data, key, event, kind, event_id, t, emit)
+                    rows.append((emit, t, event_id, _ORIGINAL, record))
+                    if u_dup < dup_share:
+                        copy = ProducedRecord(data, key, event, "duplicate", event_id, t, emit)
+                        rows.append((emit, t, event_id, _DUPLICATE, copy))
+                if resent:
+                    again = ProducedRecord(data, key, event, "resent", event_id, t, emit + resend)
+                    rows.append((emit + resend, t, event_id, _RESENT, again))
     rows.sort(key=_row_key)
     return ProducedBatch(params, start, end, [row[4] for row in rows], dropped)

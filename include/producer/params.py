@@ -31,8 +31,8 @@ MALFORMED_KINDS: tuple[str, ...] = (
     "duplicate_field",
 )
 
-#: Every ``ProducedRecord.kind``: good records first, then the malformed reason codes.
-RECORD_KINDS: tuple[str, ...] = ("valid", "late", "duplicate") + MALFORMED_KINDS
+#: Every ``ProducedRecord.kind``: good records and their copies first, then the malformed reason codes.
+RECORD_KINDS: tuple[str, ...] = ("valid", "late", "duplicate", "resent") + MALFORMED_KINDS
 
 MAX_USERS = 1_000_000
 MAX_EVENTS_PER_SECOND = 50_000
@@ -41,6 +41,7 @@ MAX_EVENTS_PER_SECOND = 50_000
 #: average, so capping the average at a fifth of that keeps sessions realistic and the rate achievable.
 MAX_EVENTS_PER_USER_PER_SECOND = 0.01
 MAX_LATE_DELAY_SECONDS = 7 * 24 * 3600
+MAX_RESEND_DELAY_SECONDS = 7 * 24 * 3600
 MAX_SEED = 2**63 - 1
 
 
@@ -48,16 +49,18 @@ MAX_SEED = 2**63 - 1
 class ProducerParams:
     """What to simulate: who (seed, users), how much (events_per_second) and which faults to inject.
 
-    ``events_per_second`` is the average rate of base events over the population; duplicates come on top of
-    it, malformed records replace the event they were made from, and late events are sent
-    ``late_delay_seconds`` after their client_timestamp instead of at it.
+    ``events_per_second`` is the average rate of base events over the population; duplicates and resent
+    copies come on top of it, malformed records replace the event they were made from, and late events are
+    sent ``late_delay_seconds`` after their client_timestamp instead of at it.
 
     The defaults are what every scheduled run of ``clickstream_producer`` sends (a scheduled run has no conf):
     20 events/s (1,200 per minute, ~72k per event hour: enough for sessions and hourly compaction to be
     meaningful, far below one shard's 1,000 records/s) from 10,000 users, which leaves room to raise the rate
     fivefold in the trigger form before the per-user cap applies. Faults are off; a late event, once enabled,
     is 15 minutes late: past compaction's allowed lateness plus the Firehose buffer, so it exercises the
-    late-data path instead of landing just in time.
+    late-data path instead of landing just in time. A resent copy, once enabled, follows its original by 15
+    minutes: past the stream's dedup horizon (``SessionContract.dedup_horizon_ms``, 10 minutes), which a
+    duplicate sent right after its original never is.
     """
 
     seed: int = param(
@@ -81,6 +84,19 @@ class ProducerParams:
     )
     duplicate_fraction: float = param(
         0.0, "Fraction of events sent a second time (same event_id).", minimum=0, maximum=1
+    )
+    resend_fraction: float = param(
+        0.0,
+        "Fraction of events sent again (same event_id) resend_delay_seconds after the original.",
+        minimum=0,
+        maximum=1,
+    )
+    resend_delay_seconds: float = param(
+        900.0,
+        "How long after the original a resent copy is sent, in seconds (the stream forgets an event_id "
+        "after its dedup horizon, 600 s).",
+        minimum=0.001,
+        maximum=MAX_RESEND_DELAY_SECONDS,
     )
     malformed_fraction: float = param(
         0.0,
@@ -140,6 +156,10 @@ class ProducerParams:
     @property
     def late_delay_ms(self) -> int:
         return max(1, round(self.late_delay_seconds * 1000))
+
+    @property
+    def resend_delay_ms(self) -> int:
+        return max(1, round(self.resend_delay_seconds * 1000))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (for reports and XCom); round-trips through :meth:`from_dict`."""

@@ -93,6 +93,7 @@ def produce_interval(
         "valid_events": totals["valid_events"],
         "late": by_kind.get("late", 0),
         "duplicates": by_kind.get("duplicate", 0),
+        "resent": by_kind.get("resent", 0),
         "malformed": sum(by_kind.get(k, 0) for k in MALFORMED_KINDS),
         "bytes": totals["bytes"],
         "sent": totals["sent"],

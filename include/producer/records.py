@@ -26,8 +26,10 @@ class ProducedRecord(NamedTuple):
     """One Kinesis record as sent.
 
     ``kind`` is ``valid`` (on time), ``late`` (sent ``late_delay_seconds`` after its client_timestamp),
-    ``duplicate`` (a second send of a valid or late record: same bytes, same event_id) or a malformed reason
-    code. ``event`` is the parsed event for the first three and None for malformed records. ``event_id`` is
+    ``duplicate`` (a second send of a valid or late record right after it: same bytes, same event_id),
+    ``resent`` (a copy of a valid or late record sent ``resend_delay_seconds`` after it, possibly in a later
+    interval) or a malformed reason code. ``event`` is the parsed event for the first four and None for
+    malformed records. ``event_id`` is
     the id a parser finds in ``data``; None when the record has none (e.g. invalid JSON, missing event_id).
     ``event_ms`` is the event time of the underlying event, ``emit_ms`` when it is sent (both epoch ms).
     A NamedTuple because hundreds of thousands are built per interval and a frozen dataclass is 3x slower.
@@ -73,8 +75,12 @@ class ProducedBatch:
         return out
 
     def valid_events(self) -> list[dict]:
-        """Unique valid events sent in this interval, late ones included (duplicates counted once)."""
-        return self._unique(frozenset(("valid", "late", "duplicate")))
+        """Unique valid events first sent in this interval, late ones included.
+
+        Copies are not new events: a duplicate is always sent with its original, and a resent copy's original
+        was sent ``resend_delay_seconds`` earlier (in this interval or in an earlier one).
+        """
+        return self._unique(frozenset(("valid", "late")))
 
     def on_time_events(self) -> list[dict]:
         """Valid events whose client_timestamp lies in [start, end) and that were sent on time."""
@@ -91,7 +97,13 @@ class ProducedBatch:
         return [r for r in self.records if r.kind in _MALFORMED]
 
     def duplicates(self) -> list[ProducedRecord]:
+        """Copies sent right after their original (within any stream's dedup horizon)."""
         return [r for r in self.records if r.kind == "duplicate"]
+
+    def resent(self) -> list[ProducedRecord]:
+        """Copies sent ``resend_delay_seconds`` after their original (past the stream's dedup horizon by
+        default)."""
+        return [r for r in self.records if r.kind == "resent"]
 
     def counts_by_kind(self) -> dict[str, int]:
         return dict(sorted(Counter(r.kind for r in self.records).items()))

@@ -27,6 +27,8 @@ def faulty_params():
         late_fraction=0.1,
         late_delay_seconds=4_000,
         duplicate_fraction=0.05,
+        resend_fraction=0.04,
+        resend_delay_seconds=300,
         malformed_fraction=0.1,
     )
 

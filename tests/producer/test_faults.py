@@ -1,4 +1,4 @@
-"""Fault knobs: late, duplicate and malformed records, their counts and their ground-truth tags."""
+"""Fault knobs: late, duplicate, resent and malformed records, their counts and their ground-truth tags."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _variants(kind, steps=200):
 
 def test_kinds_are_the_shared_reason_codes():
     assert set(BUILDERS) == set(MALFORMED_KINDS)
-    assert RECORD_KINDS[:3] == ("valid", "late", "duplicate")
+    assert RECORD_KINDS[:4] == ("valid", "late", "duplicate", "resent")
 
 
 def test_counts_follow_the_fractions(faulty_hour, faulty_params):
@@ -65,6 +65,8 @@ def test_counts_follow_the_fractions(faulty_hour, faulty_params):
     assert counts["late"] / base == pytest.approx(faulty_params.late_fraction, rel=0.1)
     good = counts["valid"] + counts["late"]
     assert counts["duplicate"] / good == pytest.approx(faulty_params.duplicate_fraction, rel=0.15)
+    # resent copies of this hour's records are sent in it, their originals' rate is the same before it
+    assert counts["resent"] / good == pytest.approx(faulty_params.resend_fraction, rel=0.15)
     assert set(counts) == set(RECORD_KINDS)  # every reason code shows up in an hour
     assert len(faulty_hour.valid_events()) == good
     assert len(faulty_hour.on_time_events()) == counts["valid"]
@@ -128,6 +130,41 @@ def test_duplicates_repeat_the_exact_record(faulty_hour):
     assert dups > 100
     ids = [r.event_id for r in records if r.kind in ("valid", "late")]
     assert len(ids) == len(set(ids))
+
+
+def test_resent_copies_repeat_their_original_after_the_delay(faulty_params):
+    """Every copy is the exact record sent resend_delay_seconds before it; malformed records are never resent,
+    and a copy is a new record, not a new event."""
+    start = HOUR + timedelta(minutes=2)
+    originals = generate(faulty_params, start - timedelta(minutes=10), start + timedelta(minutes=10))
+    copies = generate(faulty_params, start, start + timedelta(minutes=10)).resent()
+    resend = faulty_params.resend_delay_ms
+    assert resend == 300_000 and len(copies) > 100
+    sent_at = {(r.event_id, r.emit_ms): r for r in originals.records if r.kind in ("valid", "late")}
+    for copy in copies:
+        original = sent_at[(copy.event_id, copy.emit_ms - resend)]
+        assert (copy.data, copy.partition_key, copy.event, copy.event_ms) == (
+            original.data,
+            original.partition_key,
+            original.event,
+            original.event_ms,
+        )
+    assert {r.emit_ms - r.event_ms for r in copies} == {resend, resend + faulty_params.late_delay_ms}
+    malformed_ids = {r.event_id for r in originals.malformed()}
+    assert not malformed_ids & {r.event_id for r in copies}
+    # the copies' events were first sent before the interval or in it, never counted again
+    later = generate(faulty_params, start, start + timedelta(minutes=10))
+    assert len(later.valid_events()) == sum(1 for r in later.records if r.kind in ("valid", "late"))
+
+
+def test_resend_delay_only_moves_the_copies(faulty_params):
+    """Turning the knob changes which records are sent again and when, never the underlying events."""
+    values = faulty_params.to_dict()
+    start, end = HOUR, HOUR + timedelta(minutes=10)
+    without = generate(ProducerParams.from_dict({**values, "resend_fraction": 0.0}), start, end)
+    soon = generate(ProducerParams.from_dict({**values, "resend_delay_seconds": 60}), start, end)
+    assert [r for r in soon.records if r.kind != "resent"] == without.records
+    assert {r.emit_ms - r.event_ms for r in soon.resent()} == {60_000, 60_000 + faulty_params.late_delay_ms}
 
 
 def test_malformed_records_are_tagged_and_not_valid(faulty_hour):

@@ -122,7 +122,7 @@ def test_split_intervals_concatenate_to_the_whole(seed, faulty_params):
     start = HOUR - timedelta(minutes=10)
     end = HOUR + timedelta(minutes=10)
     whole = generate(params, start, end)
-    assert {r.kind for r in whole.records} >= {"valid", "late", "duplicate"}
+    assert {r.kind for r in whole.records} >= {"valid", "late", "duplicate", "resent"}
     rng = random.Random(seed)
     s_ms, e_ms = to_ms(start), to_ms(end)
     points = _split_points(rng, s_ms, e_ms, 6)
@@ -249,11 +249,18 @@ def test_funnel_is_plausible(clean_hour):
 
 def test_fault_knobs_do_not_change_the_underlying_events():
     base = ProducerParams(seed=9, users=500, events_per_second=5)
-    noisy = ProducerParams(seed=9, users=500, events_per_second=5, duplicate_fraction=0.3)
+    noisy = ProducerParams(
+        seed=9,
+        users=500,
+        events_per_second=5,
+        duplicate_fraction=0.3,
+        resend_fraction=0.2,
+        resend_delay_seconds=90,
+    )
     a = generate(base, HOUR, HOUR + timedelta(minutes=10))
     b = generate(noisy, HOUR, HOUR + timedelta(minutes=10))
     assert a.valid_events() == b.valid_events()
-    assert len(b) > len(a)
+    assert len(b) > len(a) and b.duplicates() and b.resent()
 
 
 def test_interval_arguments_are_checked():

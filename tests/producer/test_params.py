@@ -50,6 +50,11 @@ def test_from_dict_accepts_json_values():
         ({"duplicate_fraction": -0.1}, "duplicate_fraction must be a number between 0 and 1, got -0.1"),
         ({"malformed_fraction": None}, "malformed_fraction must be a number between 0 and 1, got None"),
         ({"late_delay_seconds": 0}, "late_delay_seconds must be a number between 0.001 and 604800, got 0"),
+        ({"resend_fraction": 2}, "resend_fraction must be a number between 0 and 1, got 2"),
+        (
+            {"resend_delay_seconds": -5},
+            "resend_delay_seconds must be a number between 0.001 and 604800, got -5",
+        ),
         (
             {"late_fraction": 0.6, "malformed_fraction": 0.5},
             "late_fraction + malformed_fraction must be at most 1",

@@ -27,6 +27,8 @@ PARAMS = {
     "users": 800,
     "events_per_second": 4,
     "duplicate_fraction": 0.1,
+    "resend_fraction": 0.1,
+    "resend_delay_seconds": 200,
     "malformed_fraction": 0.05,
 }
 
@@ -67,6 +69,8 @@ def test_sends_exactly_the_ground_truth_and_reports_it(monkeypatch):
     assert report["valid_events"] == len(truth.valid_events())
     assert report["malformed"] == len(truth.malformed()) > 0
     assert report["duplicates"] == len(truth.duplicates()) > 0
+    # resent copies cross chunk boundaries (200 s after the original): each event still counts once
+    assert report["resent"] == len(truth.resent()) > 0
     assert report["failed"] == 0 and report["shards"] == 2
     assert report["start"] == start.isoformat() and report["params"]["seed"] == 8
     assert len(produce_module.chunk_bounds(truth.params, 0, 720_000)) == 3
