@@ -197,17 +197,38 @@ def _show(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+#: The JSON type each kind of shape must arrive as, and how AWS's message names it ("Member must be <name>").
+_JSON_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "structure": ((dict,), "an object"),
+    "list": ((list,), "a list"),
+    "map": ((dict,), "a map"),
+    "string": ((str,), "a string"),
+    "integer": ((int,), "an integer"),
+    "long": ((int,), "an integer"),
+    "double": ((int, float), "a number"),
+    "float": ((int, float), "a number"),
+    "boolean": ((bool,), "a boolean"),
+    "timestamp": ((int, float, str), "a timestamp"),
+}
+
+
+def _has_json_type(value: Any, types: tuple[type, ...]) -> bool:
+    # JSON true/false decode to bool, which Python counts as an int: only a boolean member takes them.
+    return bool in types if isinstance(value, bool) else isinstance(value, types)
+
+
 def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) -> Any:
     """Check ``value`` against ``shape`` (required, types, min/max, pattern, enum); decode base64 blobs."""
     meta = shape.metadata
     kind = shape.type_name
     where = path or "request"
+    expected = _JSON_TYPES.get(kind)
+    if expected is not None and not _has_json_type(value, expected[0]):
+        errors.append(
+            f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be {expected[1]}"
+        )
+        return value
     if kind == "structure":
-        if not isinstance(value, dict):
-            errors.append(
-                f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be an object"
-            )
-            return value
         out: dict[str, Any] = {}
         for name in shape.required_members:
             if value.get(name) is None:
@@ -225,29 +246,14 @@ def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) 
             out[name] = validate_and_decode(member, member_value, _member_path(path, name), errors)
         return out
     if kind == "list":
-        if not isinstance(value, list):
-            errors.append(
-                f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be a list"
-            )
-            return value
         _check_length(value, meta, where, errors, "length")
         return [
             validate_and_decode(shape.member, item, f"{where}.{i + 1}.member", errors)
             for i, item in enumerate(value)
         ]
     if kind == "map":
-        if not isinstance(value, dict):
-            errors.append(
-                f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be a map"
-            )
-            return value
         return {k: validate_and_decode(shape.value, v, f"{where}.{k}", errors) for k, v in value.items()}
     if kind == "string":
-        if not isinstance(value, str):
-            errors.append(
-                f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be a string"
-            )
-            return value
         _check_length(value, meta, where, errors, "length")
         pattern = meta.get("pattern")
         compiled = _compile_pattern(pattern) if pattern else None
@@ -264,11 +270,6 @@ def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) 
             )
         return value
     if kind in ("integer", "long"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(
-                f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be an integer"
-            )
-            return value
         if "min" in meta and value < meta["min"]:
             errors.append(
                 f"Value '{value}' at '{where}' failed to satisfy constraint: "
@@ -278,18 +279,6 @@ def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) 
             errors.append(
                 f"Value '{value}' at '{where}' failed to satisfy constraint: "
                 f"Member must have value less than or equal to {meta['max']}"
-            )
-        return value
-    if kind in ("double", "float"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(
-                f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be a number"
-            )
-        return value
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            errors.append(
-                f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be a boolean"
             )
         return value
     if kind == "blob":
@@ -304,12 +293,6 @@ def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) 
             raise AwsError("SerializationException", f"Value at '{where}' is not valid base64") from None
         _check_length(data, meta, where, errors, "length")
         return data
-    if kind == "timestamp":
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            errors.append(
-                f"Value {_show(value)} at '{where}' failed to satisfy constraint: Member must be a timestamp"
-            )
-        return value
     return value
 
 

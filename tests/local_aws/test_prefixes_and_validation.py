@@ -199,3 +199,35 @@ def test_blobs_are_decoded_and_bad_base64_is_a_serialization_error():
     with pytest.raises(AwsError) as err:
         validate_and_decode(shape, {"DeliveryStreamName": "s", "Record": {"Data": "***"}}, "", [])
     assert err.value.code == "SerializationException" and "record.data" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "shown", "named"),
+    [
+        ("DeliveryStreamName", 12, "12", "a string"),
+        ("DeliveryStreamName", True, "true", "a string"),
+        ("ExtendedS3DestinationConfiguration", ["a", "b"], '["a", "b"]', "an object"),
+        ("Tags", {"Key": "k"}, '{"Key": "k"}', "a list"),
+    ],
+)
+def test_a_member_of_the_wrong_json_type_is_named_like_aws_does(member, value, shown, named):
+    model = botocore.session.get_session().get_service_model("firehose")
+    shape = model.operation_model("CreateDeliveryStream").input_shape
+    errors: list[str] = []
+    validate_and_decode(shape, {"DeliveryStreamName": "s", member: value}, "", errors)
+    path = member[:1].lower() + member[1:]
+    assert errors == [f"Value {shown} at '{path}' failed to satisfy constraint: Member must be {named}"]
+
+
+def test_json_booleans_are_no_integers_and_integers_no_booleans():
+    model = botocore.session.get_session().get_service_model("firehose")
+    hints = model.shape_for("BufferingHints")
+    errors: list[str] = []
+    validate_and_decode(hints, {"SizeInMBs": True, "IntervalInSeconds": 60}, "hints", errors)
+    assert errors == [
+        "Value true at 'hints.sizeInMBs' failed to satisfy constraint: Member must be an integer"
+    ]
+    retry = model.shape_for("DynamicPartitioningConfiguration")
+    errors = []
+    validate_and_decode(retry, {"Enabled": 1}, "dp", errors)
+    assert errors == ["Value 1 at 'dp.enabled' failed to satisfy constraint: Member must be a boolean"]
