@@ -293,20 +293,21 @@ def ensure_glue_table(glue: Any, database: str, table_input: dict[str, Any]) -> 
 
 
 def catalog_tables(settings: Settings) -> list[dict[str, Any]]:
-    """Every Glue table the setup DAG maintains: raw (projected), compacted and quarantine events, and the
-    reconciled sessions."""
+    """Every Glue table the setup DAG maintains: raw (projected), compacted and quarantine events, the
+    reconciled sessions and the streamed ones (projected)."""
     from include.compaction.catalog import (
         compacted_events_table_input,
         quarantine_table_input,
         raw_events_table_input,
     )
-    from include.reconciliation.catalog import sessions_table_input
+    from include.reconciliation.catalog import sessions_table_input, stream_sessions_table_input
 
     return [
         raw_events_table_input(settings.bucket, settings.raw_prefix),
         compacted_events_table_input(settings.bucket, settings.compacted_prefix),
         quarantine_table_input(settings.bucket, settings.quarantine_prefix),
         sessions_table_input(settings.bucket, settings.batch_sessions_prefix),
+        stream_sessions_table_input(settings.bucket, settings.streaming_prefix),
     ]
 
 

@@ -1,10 +1,15 @@
-"""The authoritative ``sessions`` Glue table: the batch sessions of every reconciled hour, one partition per hour
-(``dt``, ``hr``) at ``batch/sessions/dt=…/hr=…/``, the stream's session columns.
+"""The session tables of the Glue catalog: ``sessions`` (authoritative) and ``stream_sessions`` (fresh).
 
-A partition is registered only by the reconciliation, after the hour's files and report are published, so
-Athena lists only reconciled hours. Each partition's parameters carry the hour's reconciliation status
-(``reconciliation_status``: passed, failed, batch_only, repaired), its counts and the report's location; the
-query that serves fresh stream sessions for the last hours and these before is in ``docs/reconciliation.md``.
+``sessions`` holds the batch sessions of every reconciled hour, one partition per hour (``dt``, ``hr``) at
+``batch/sessions/dt=…/hr=…/``, the stream's session columns. A partition is registered only by the
+reconciliation, after the hour's files and report are published, so Athena lists only reconciled hours. Each
+partition's parameters carry the hour's reconciliation status (``reconciliation_status``: passed, failed,
+batch_only, repaired), its counts and the report's location.
+
+``stream_sessions`` reads the Flink job's session sink as it is written (JSON lines under
+``streaming/sessions/dt=…/hr=…/``, same columns and partitions); nothing registers its partitions, so they are
+projected like ``raw_events``. The query that serves fresh stream sessions for the last hours and reconciled
+batch sessions before is in ``docs/reconciliation.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from botocore.exceptions import ClientError
 from include.compaction.layout import normalize_hour
 
 SESSIONS_TABLE = "sessions"
+STREAM_SESSIONS_TABLE = "stream_sessions"
+#: The Flink job's session sink under ``Settings.streaming_prefix`` (``include.flink_app.flink_job.SINK_DIRS``).
+STREAM_SESSIONS_DIR = "sessions"
 
 SESSION_COLUMNS = [
     {"Name": "session_id", "Type": "string", "Comment": "hash of user_id, device_id and session_start"},
@@ -45,6 +53,17 @@ _PARQUET = {
     },
 }
 
+#: Flink's filesystem sink with ``'format' = 'json'``: text files of one JSON object per line; Athena skips
+#: its in-progress (``.part-…``) and marker (``_SUCCESS``) files.
+_JSON_TEXT = {
+    "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+    "SerdeInfo": {
+        "SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe",
+        "Parameters": {"case.insensitive": "false"},
+    },
+}
+
 
 def sessions_table_input(bucket: str, prefix: str, *, name: str = SESSIONS_TABLE) -> dict:
     """Glue TableInput of the reconciled batch sessions (Parquet, zstd), partitioned by dt/hr."""
@@ -68,6 +87,43 @@ def sessions_table_input(bucket: str, prefix: str, *, name: str = SESSIONS_TABLE
             "Compressed": True,
             "StoredAsSubDirectories": False,
             **_PARQUET,
+        },
+    }
+
+
+def stream_sessions_table_input(
+    bucket: str, streaming_prefix: str, *, name: str = STREAM_SESSIONS_TABLE
+) -> dict:
+    """Glue TableInput over the stream's session rows (Flink's ``json`` format, one object per line,
+    uncompressed), partitions projected from ``dt``/``hr`` (the session-start hour, as Flink partitions them)."""
+    if not bucket:
+        raise ValueError(f"bucket must be a non-empty S3 bucket name, got {bucket!r}")
+    location = f"s3://{bucket}/{streaming_prefix.strip('/')}/{STREAM_SESSIONS_DIR}/"
+    projection = {
+        "projection.enabled": "true",
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy-MM-dd",
+        "projection.dt.range": "2020-01-01,NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+        "projection.hr.type": "integer",
+        "projection.hr.range": "0,23",
+        "projection.hr.digits": "2",
+        "storage.location.template": location + "dt=${dt}/hr=${hr}/",
+    }
+    return {
+        "Name": name,
+        "Description": "Streamed 1-minute-gap sessions as the Flink job writes them (fresh, not reconciled); "
+        "partitioned by the session-start hour",
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"EXTERNAL": "TRUE", "classification": "json", **projection},
+        "PartitionKeys": [dict(k) for k in PARTITION_KEYS],
+        "StorageDescriptor": {
+            "Columns": [dict(c) for c in SESSION_COLUMNS],
+            "Location": location,
+            "Compressed": False,
+            "StoredAsSubDirectories": False,
+            **_JSON_TEXT,
         },
     }
 
