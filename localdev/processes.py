@@ -17,9 +17,13 @@ from pathlib import Path
 
 
 def cmdline(pid: int) -> list[str] | None:
-    """The command line of a live, non-zombie process, or None."""
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
+    """The command line of a live, non-zombie process, or None (gone, a zombie, or unreadable).
+
+    The one place the stack, the local endpoint and the Flink runner read it, before trusting a recorded PID.
+    A live process may have an empty command line (a kernel thread, or one in the middle of exiting): ``[]``.
+    """
+    if Path("/proc/self").exists():  # Linux: no /proc entry means no process
+        proc = Path(f"/proc/{pid}")
         try:
             if "\nState:\tZ" in (proc / "status").read_text():
                 return None
@@ -27,9 +31,10 @@ def cmdline(pid: int) -> list[str] | None:
         except OSError:
             return None
         return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-    if Path("/proc/self").exists():
-        return None  # Linux: no /proc entry means no process
-    out = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+    try:
+        out = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+    except OSError:
+        return None
     line = out.stdout.strip()
     if out.returncode != 0 or not line or line.startswith("Z"):
         return None

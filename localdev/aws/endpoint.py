@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localdev.processes import cmdline, tail
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = 4566
 DEFAULT_STATE_DIR = Path(".local/aws")
@@ -56,28 +58,6 @@ def free_port_pair() -> int:
         if port_is_free(port) and port_is_free(port + 1):
             return port
     raise EndpointError("no free pair of ports found on 127.0.0.1 (tried 200 in 20000-60000)")
-
-
-def process_cmdline(pid: int) -> list[str] | None:
-    """The command line of a live, non-zombie process, or None."""
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
-        try:
-            status = (proc / "status").read_text()
-            if "\nState:\tZ" in status:
-                return None
-            raw = (proc / "cmdline").read_bytes()
-        except OSError:
-            return None
-        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-    try:
-        out = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
-    except OSError:
-        return None
-    line = out.stdout.strip()
-    if out.returncode != 0 or not line or line.startswith("Z"):
-        return None
-    return line.split()[1:]
 
 
 def _http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes] | None:
@@ -113,7 +93,7 @@ class _Proc:
     def is_ours(self, pid: int | None) -> bool:
         if pid is None:
             return False
-        cmd = process_cmdline(pid)
+        cmd = cmdline(pid)
         return bool(cmd) and self.marker in cmd and str(self.port) in cmd
 
     def running_pid(self) -> int | None:
@@ -345,12 +325,12 @@ class LocalEndpoint:
             if proc.popen is not None and proc.popen.poll() is not None:
                 raise EndpointError(
                     f"{proc.name} exited with status {proc.popen.returncode} while starting; "
-                    f"last lines of {proc.log_file}:\n{self._tail(proc.log_file)}"
+                    f"last lines of {proc.log_file}:\n{tail(proc.log_file)}"
                 )
             time.sleep(0.1)
         raise EndpointError(
             f"{proc.name} did not become healthy on port {proc.port} within {timeout:.0f}s; "
-            f"last lines of {proc.log_file}:\n{self._tail(proc.log_file)}"
+            f"last lines of {proc.log_file}:\n{tail(proc.log_file)}"
         )
 
     def _terminate(self, proc: _Proc, timeout: float) -> None:
@@ -378,7 +358,7 @@ class LocalEndpoint:
             if proc.popen is not None and proc.popen.pid == pid:
                 if proc.popen.poll() is not None:
                     return
-            elif process_cmdline(pid) is None:
+            elif cmdline(pid) is None:
                 return
             time.sleep(0.05)
         raise EndpointError(f"{proc.name} (pid {pid}) did not exit within {timeout:.0f}s")
@@ -392,10 +372,3 @@ class LocalEndpoint:
             "companion_pid": self.companion.recorded_pid(),
         }
         (self.state_dir / "endpoint.json").write_text(json.dumps(info, indent=1) + "\n")
-
-    @staticmethod
-    def _tail(path: Path, lines: int = 20) -> str:
-        try:
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"

@@ -8,29 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 from localdev.flink_runner.job_dir import JVM_MARKER_PROPERTY, JobHandle, read_json
-
-
-def _proc_cmdline(pid: int) -> list[str] | None:
-    """The command line of a live, non-zombie process, or None."""
-    proc = Path(f"/proc/{pid}")
-    if Path("/proc/self").exists():
-        try:
-            if "\nState:\tZ" in (proc / "status").read_text():
-                return None
-            raw = (proc / "cmdline").read_bytes()
-        except OSError:
-            return None
-        return [part.decode(errors="replace") for part in raw.split(b"\0") if part] or None
-    out = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
-    line = out.stdout.strip()
-    if out.returncode != 0 or not line or line.startswith("Z"):
-        return None
-    return line.split()[1:]
+from localdev.processes import cmdline
 
 
 def job_processes(job_dir: str | os.PathLike) -> dict[str, int]:
@@ -44,12 +25,12 @@ def job_processes(job_dir: str | os.PathLike) -> dict[str, int]:
     except (FileNotFoundError, ValueError, KeyError):
         return {}
     found: dict[str, int] = {}
-    runner = _proc_cmdline(handle.pid)
+    runner = cmdline(handle.pid)
     if runner and "localdev.flink_runner" in runner and str(handle.job_dir) in runner:
         found["runner"] = handle.pid
     jvm_pid = (read_json(handle.job_dir / "status.json") or {}).get("jvm_pid")
     if jvm_pid and handle.jvm_marker:
-        jvm = _proc_cmdline(int(jvm_pid))
+        jvm = cmdline(int(jvm_pid))
         if jvm and f"-D{JVM_MARKER_PROPERTY}={handle.jvm_marker}" in jvm:
             found["jvm"] = int(jvm_pid)
     return found
@@ -73,6 +54,6 @@ def kill_job(job_dir: str | os.PathLike, timeout_s: float = 10) -> list[int]:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout_s
-    while any(_proc_cmdline(pid) for pid in found.values()) and time.monotonic() < deadline:
+    while any(cmdline(pid) for pid in found.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return sorted(found.values())

@@ -27,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-from localdev.aws.endpoint import PROJECT_ROOT, process_cmdline
+from localdev.aws.endpoint import PROJECT_ROOT
 from localdev.aws.flink.jobs import (
     FAILED,
     FINISHED,
@@ -38,6 +38,7 @@ from localdev.aws.flink.jobs import (
     JobStatus,
     RunnerError,
 )
+from localdev.processes import cmdline
 
 MODULE = "tests.local_aws.test_kinesisanalytics_support"
 LIST_INTERVAL_S = 0.2
@@ -81,7 +82,7 @@ class FakeJobRunner:
         proc = self.children.get(handle.get("pid", -1))
         if proc is not None:
             return proc.poll() is None
-        cmd = process_cmdline(int(handle.get("pid", -1)))
+        cmd = cmdline(int(handle.get("pid", -1)))
         return bool(cmd) and handle.get("work_dir") in cmd
 
     def status(self, handle: dict) -> JobStatus:
