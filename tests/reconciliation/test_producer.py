@@ -48,6 +48,7 @@ def test_no_faults_is_100_percent_matched(tmp_path):
         {"late_fraction": 0.02, "late_delay_seconds": 120.0},
         {"duplicate_fraction": 0.05},
         {"malformed_fraction": 0.02},
+        {"resend_fraction": 0.03, "resend_delay_seconds": 900.0},
         {
             "late_fraction": 0.01,
             "duplicate_fraction": 0.02,
@@ -55,7 +56,7 @@ def test_no_faults_is_100_percent_matched(tmp_path):
             "late_delay_seconds": 900.0,
         },
     ],
-    ids=["late", "duplicates", "malformed", "all"],
+    ids=["late", "duplicates", "malformed", "resent", "all"],
 )
 def test_faults_are_all_explained(tmp_path, knobs):
     batch, late, _, result = produce(tmp_path, **knobs)
@@ -72,6 +73,17 @@ def test_faults_are_all_explained(tmp_path, knobs):
         # copies sent right after the original: deduplicated by both sides, so matched, but counted as raw copies
         assert report.totals["batch"]["extra_raw_copies"] > 100
         assert report.totals["batch"]["duplicates_removed"] == len(batch.duplicates())
+    if knobs.get("resend_fraction"):
+        # copies sent 15 min after the original, past the 10 min dedup horizon: the stream has forgotten the
+        # event_id, but the copy is far behind the watermark, so it is late, not counted in a session again
+        resent = batch.resent()
+        assert {row["event_id"] for row in late} == {r.event_id for r in resent}
+        assert report.counts["matched"] == report.totals["batch"]["sessions"]
+        # copies of events first sent before the generated interval are the only record of their event
+        first_sent = {r.event_id for r in batch.records if r.kind in ("valid", "late")}
+        assert (
+            report.totals["batch"]["duplicates_removed"] == sum(r.event_id in first_sent for r in resent) > 0
+        )
     if knobs.get("malformed_fraction"):
         assert report.counts["rule_difference"] > 0
         assert report.totals["batch"]["quarantined"] == len(batch.malformed())
