@@ -5,8 +5,9 @@ Every hour, turns the Firehose raw objects of one **event hour** (the run's data
 typed, deduplicated, sorted Parquet dataset: `compacted/events/event_date=…/event_hour=…/`.
 
 1. `wait_for_raw_data` — a reschedule-mode sensor (no busy worker slot) until the wall clock passes
-   end of hour + `allowed_lateness_seconds` + `firehose_buffer_seconds`. Historical hours pass at once, which is
-   how backfills and replays work (`airflow backfill create --dag-id clickstream_compaction …`).
+   end of hour + `allowed_lateness_seconds` + the delivery stream's buffering interval (the
+   `CLICKSTREAM_FIREHOSE_BUFFER_SECONDS` setting the setup DAG provisions Firehose with). Historical hours pass
+   at once, which is how backfills and replays work (`airflow backfill create --dag-id clickstream_compaction …`).
 2. `compact` — streams every raw object of the hour, validates each record (malformed ones go to
    `quarantine/…` with the original text and a reason code), removes duplicate `event_id`s, writes Parquet
    through a staging prefix and publishes atomically, manifest last. It emits an asset event on
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.sensors.date_time import DateTimeSensor
 from airflow.sdk import DAG, Asset, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -47,16 +47,12 @@ with DAG(
     tags=tags("batch", 1),
     params=airflow_params(CompactionParams),
 ):
-    wait_for_raw_data = DateTimeSensor(
-        task_id="wait_for_raw_data",
-        target_time=(
-            "{{ data_interval_end + macros.timedelta(seconds=params.allowed_lateness_seconds"
-            " + params.firehose_buffer_seconds) }}"
-        ),
-        mode="reschedule",
-        poke_interval=timedelta(minutes=1),
-        timeout=timedelta(hours=6),
-    )
+
+    @task.sensor(mode="reschedule", poke_interval=timedelta(minutes=1), timeout=timedelta(hours=6))
+    def wait_for_raw_data(data_interval_end=None, params=None) -> bool:
+        from include.compaction.tasks import raw_data_landed
+
+        return raw_data_landed(data_interval_end, params)
 
     @task(outlets=[COMPACTED_EVENTS])
     def compact(data_interval_start=None, params=None, outlet_events=None) -> dict:
@@ -79,4 +75,4 @@ with DAG(
         return handle_late_data(data_interval_start, params)
 
     compacted = compact()
-    wait_for_raw_data >> compacted >> register_partition() >> check_late_data()
+    wait_for_raw_data() >> compacted >> register_partition() >> check_late_data()

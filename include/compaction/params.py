@@ -88,23 +88,18 @@ class CompactionOptions:
 class CompactionParams(CompactionOptions):
     """The ``clickstream_compaction`` DAG's params: the compaction options plus waiting and late data.
 
-    ``firehose_buffer_seconds`` should equal the delivery stream's buffering interval
-    (``CLICKSTREAM_FIREHOSE_BUFFER_SECONDS``, :attr:`include.config.Settings.firehose_buffer_seconds`); both
-    default to 60 s. Data that arrives later than the wait is not lost: ``check_late_data`` finds it.
+    The wait adds Firehose's buffering interval from :attr:`include.config.Settings.firehose_buffer_seconds`
+    (what the delivery stream is provisioned with), not from a param that could disagree with it. Data that
+    arrives later than the wait is not lost: ``check_late_data`` finds it.
     """
 
     allowed_lateness_seconds: int = param(
         300,
         "How long after the end of the hour its events may still arrive and be part of the first compaction; "
-        "wait_for_raw_data waits this plus firehose_buffer_seconds.",
+        "wait_for_raw_data waits this plus the delivery stream's buffering interval "
+        "(CLICKSTREAM_FIREHOSE_BUFFER_SECONDS).",
         minimum=0,
         maximum=86_400,
-    )
-    firehose_buffer_seconds: int = param(
-        60,
-        "How long Firehose buffers records before writing them to S3 (its buffering interval).",
-        minimum=0,
-        maximum=900,
     )
     on_late_data: str = param(
         "recompact",

