@@ -372,7 +372,7 @@ class Demo:
                     "clickstream_compaction",
                     logical_date=hour + timedelta(hours=1),
                     # The hours have ended and Firehose has delivered (checked above): no need to wait.
-                    conf={"allowed_lateness_seconds": 0, "firehose_buffer_seconds": int(DEMO_BUFFER_SECONDS)},
+                    conf={"allowed_lateness_seconds": 0},
                 )
                 result = local_airflow.task_result(run, "compact") or {}
                 self.ui.log(f"clickstream_compaction {hour:%Y-%m-%d %H}:00: {run.state} {result}")

@@ -36,7 +36,7 @@ H4 = H1 + timedelta(hours=3)  # forced stop for part of the hour
 PARAMS = {"users": 400, "events_per_second": 2.0, "seed": 11}
 QUIET = {"users": 400, "events_per_second": 0.5, "seed": 12}
 MINUTES = 5
-COMPACT_CONF = {"allowed_lateness_seconds": 0, "firehose_buffer_seconds": 2}
+COMPACT_CONF = {"allowed_lateness_seconds": 0}
 
 
 # ------------------------------------------------------------------------------------------------ helpers
