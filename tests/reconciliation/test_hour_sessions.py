@@ -178,3 +178,45 @@ def test_written_sessions_parquet_has_the_stream_columns(tmp_path):
     first = path.read_bytes()
     hour_sessions.write_hour_sessions(hour_sessions.hour_sessions_table(con), path)
     assert path.read_bytes() == first
+
+
+def test_copies_of_an_event_id_keep_the_smallest_time_then_event_then_country():
+    """The dedup ranks only repeated ids (found by a hash aggregate); the winner is the contract's for every tie."""
+    copies = [
+        {**event(1, 1, 20, "b_evt", countrycode="IE"), "user_id": 9},  # later: loses
+        event(1, 1, 10, "b_evt", countrycode="IE"),  # ties on time with the next: client_event decides
+        event(
+            1, 1, 10, "a_evt", countrycode="IE"
+        ),  # ties on (time, client_event) with the next: country decides
+        {**event(1, 1, 10, "a_evt", countrycode="DE"), "user_id": 2},  # the winner
+        event(2, 3, 15, "only"),  # a unique id next to the copies
+    ]
+    for order in (copies, copies[::-1]):
+        con, built, _, rows = build(order)
+        events = con.execute(
+            "SELECT event_id, user_id, client_event, countrycode FROM hour_events ORDER BY 1"
+        ).fetchall()
+        assert events == [(eid(1), 2, "a_evt", "DE"), (eid(2), 3, "only", "IE")]
+        assert built.window_events == 2
+        assert [(r["user_id"], r["event_count"]) for r in rows] == [(2, 1), (3, 1)]
+
+
+@pytest.mark.parametrize(
+    ("change", "kept"),
+    [
+        ({}, True),
+        ({"client_event": "tab\there"}, False),
+        ({"countrycode": "\x1f"}, False),
+        ({"device_id": ""}, False),
+        ({"client_event": "\U0001f37a" * 64}, True),  # 64 characters, 256 bytes
+        ({"client_event": "\U0001f37a" * 65}, False),
+        ({"client_event": 'say "hi" \\ / \u2028'}, True),  # escaped in JSON, but no control character
+        ({"user_id": 2_147_483_647}, True),
+    ],
+)
+def test_typed_rules_shortcut_decides_like_the_rules(change, kept):
+    """Rows the cheap all-rules test cannot pass go through the rule-by-rule CASE: same verdict as the reference."""
+    e = {**event(1, 1, 10), **change}
+    _, built, _, _ = build([e])
+    assert built.window_events == (1 if kept else 0)
+    assert (not reference_sessions([e])) is (not kept)

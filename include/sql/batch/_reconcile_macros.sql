@@ -70,6 +70,28 @@ length({{ f }}) > {{ CLIENT_EVENT_MAX_LEN }}
 {%- endif %}
 {%- endmacro %}
 
+{#- TRUE when the string has no control character (U+0000-U+001F); NULL for NULL. In DuckDB the JSON text of a
+    string is the string in quotes unless a character needs an escape (every control character does, and a quote
+    or a backslash), which is several times cheaper than a regular expression; FALSE here only means "maybe". -#}
+{% macro maybe_no_control_chars(expr) -%}
+{% if dialect == 'duckdb' -%}
+strlen(CAST(to_json({{ expr }}) AS VARCHAR)) = strlen({{ expr }}) + 2
+{%- else -%}
+NOT {{ regexp(expr, "'[\\x00-\\x1f]'") }}
+{%- endif %}
+{%- endmacro %}
+
+{#- TRUE only when no reject rule can fail on a typed row: every string non-empty and free of control characters
+    (checked once over their concatenation), user_id in range, client_event short enough, the time not too far
+    ahead; NULL or FALSE otherwise (any field NULL, or a rule may fail), and then the rule-by-rule CASE decides.
+    So TRUE implies every typed_check() is FALSE; it only skips the CASE for the common, valid row. -#}
+{% macro passes_typed_checks() -%}
+(event_id <> '' AND device_id <> '' AND client_event <> '' AND countrycode <> ''
+            AND user_id BETWEEN 1 AND 2147483647 AND length(client_event) <= {{ CLIENT_EVENT_MAX_LEN }}
+            AND event_ms <= {{ now_ms }} + {{ contract.max_future_skew_ms }}
+            AND {{ maybe_no_control_chars('event_id || device_id || client_event || countrycode') }})
+{%- endmacro %}
+
 {#- CTE hour_events: the valid, unique events of the read window [read_start_ms, horizon_ms] of a typed source
     (event_id, user_id, device_id, client_event, client_timestamp TIMESTAMP, countrycode), e.g. the compacted
     Parquet. Copies of an event_id keep the earliest (client_timestamp, client_event). -#}
@@ -87,22 +109,43 @@ source_events AS (
 ),
 checked_events AS (
     SELECT *,
-        CASE
+        {# A row that passes every rule by the cheap test skips the rule-by-rule CASE (which names the first
+            failing rule); the test is never TRUE for a row the CASE would reject. #}
+        CASE WHEN {{ passes_typed_checks() }} THEN NULL ELSE CASE
 {% for rule in REJECT_RULES %}
             WHEN {{ typed_check(rule) }} THEN {{ rule.reason | sql_str }}
 {% endfor %}
-        END AS reason
+        END END AS reason
     FROM source_events
     WHERE event_ms BETWEEN {{ read_start_ms }} AND {{ horizon_ms }}
 ),
-ranked_events AS (
-    SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY event_ms, client_event, countrycode) AS copy_no
+{# Read three times below: DuckDB keeps it once (otherwise it pushes the rules into every reader). #}
+valid_events AS {{ 'MATERIALIZED ' if dialect == 'duckdb' }}(
+    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms,
+        -- DuckDB finds repeated ids by a 64-bit hash of the id (cheaper to group than the string); a collision
+        -- only sends a few more events to the exact ranking below
+        {{ 'hash(event_id)' if dialect == 'duckdb' else 'event_id' }} AS id_key
     FROM checked_events
     WHERE reason IS NULL
 ),
+{# Dedup without sorting every event by event_id: a hash aggregate finds the ids seen more than once, and only
+    their copies are ranked; every other event passes through in the source's order (the compacted Parquet is
+    sorted by key and time, which the session sort below then finds). The winner is the copy with the smallest
+    (event_ms, client_event, countrycode), then user_id, device_id so that even a full tie has one winner. #}
+repeated_ids AS (
+    SELECT id_key FROM valid_events GROUP BY id_key HAVING count(*) > 1
+),
 hour_events AS (
     SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
-    FROM ranked_events
+    FROM valid_events v WHERE NOT EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = v.id_key)
+    UNION ALL
+    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
+    FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY event_id ORDER BY event_ms, client_event, countrycode, user_id, device_id) AS copy_no
+        FROM valid_events v
+        WHERE EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = v.id_key)
+    ) ranked_copies
     WHERE copy_no = 1
 )
 {%- endmacro %}
@@ -155,11 +198,13 @@ batch_sessions_gaps AS (
         row_number() OVER ({{ by_key }}) AS event_no
     FROM {{ events }}
 ),
+{# event_no is the position in the contract's order, so ordering the boundary rows by it is the same order and
+    much cheaper to sort than the three keys. #}
 batch_sessions_numbered AS (
     SELECT *,
-        lead(event_ms) OVER ({{ by_key }}) AS next_ms,
-        lead(client_event) OVER ({{ by_key }}) AS next_event,
-        lead(event_no) OVER ({{ by_key }}) AS next_no
+        lead(event_ms) OVER (PARTITION BY user_id, device_id ORDER BY event_no) AS next_ms,
+        lead(client_event) OVER (PARTITION BY user_id, device_id ORDER BY event_no) AS next_event,
+        lead(event_no) OVER (PARTITION BY user_id, device_id ORDER BY event_no) AS next_no
     FROM batch_sessions_gaps
     WHERE starts_session OR ends_session
 ),

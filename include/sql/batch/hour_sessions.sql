@@ -7,7 +7,8 @@
     Needs: dialect ('duckdb' | 'athena'), hour_start_ms, hour_end_ms, read_start_ms, horizon_ms, now_ms, and
     either `events` (a relation shaped like hour_events.sql's output) or `source` (the typed events).
     window=true: every session of the read window with start_ms, last_ms, in_hour and settled (what the
-    reconciliation matches against); otherwise the hour's sessions with exactly the stream's columns.
+    reconciliation matches against; unordered: every reader joins or sorts it); otherwise the hour's sessions
+    with exactly the stream's columns.
     dialect 'athena' with ctas=true wraps it in a CREATE TABLE AS (database, ctas_table, external_location). -#}
 {% import 'batch/_reconcile_macros.sql' as r with context %}
 {% if dialect == 'athena' and ctas %}
@@ -30,5 +31,5 @@ SELECT
 FROM window_sessions
 {% if not window %}
 WHERE in_hour
-{% endif %}
 ORDER BY user_id, device_id, session_start
+{% endif %}
