@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from include.sessions.contract import ContractError, SessionContract
@@ -36,6 +37,15 @@ IGNORED_GROUPS = ("kinesis.analytics.flink.run.options",)
 
 #: The templates the job renders, in statement order (sources, views, sinks, then the statement set).
 TEMPLATES = ("flink/source.sql", "flink/views.sql", "flink/sinks.sql", "flink/inserts.sql")
+
+#: The source's format: include/flink_app/java, built by :mod:`include.flink_app.format_jar` into the jar that
+#: :data:`FORMAT_JAR` names, which must be on ``pipeline.jars`` (see :func:`with_jar`).
+SOURCE_FORMAT = "clickstream-event"
+FORMAT_JAR = "clickstream-event-format.jar"
+#: The format's BOOLEAN column: the record is one JSON object and nothing else (the 'not_json_object' rule).
+JSON_OBJECT_COLUMN = "one_json_object"
+#: The record members the source extracts (each as JSON_VALUE would, in one parse of the record).
+EVENT_FIELDS = ("event_id", "user_id", "device_id", "client_event", "client_timestamp", "countrycode")
 
 #: Sink table name -> sub-directory under ``output.path``.
 SINK_DIRS = {
@@ -72,7 +82,7 @@ def _require(group: Mapping[str, str], group_id: str, key: str) -> str:
 
 
 def source_options(consumer: Mapping[str, str]) -> dict[str, str]:
-    """The events table's WITH options from ``consumer.config.0``; the format is always raw JSON text."""
+    """The events table's WITH options from ``consumer.config.0``; the format is always :data:`SOURCE_FORMAT`."""
     consumer = {str(k): str(v) for k, v in consumer.items()}
     connector = consumer.pop("connector", "kinesis").strip()
     if connector == "kinesis":
@@ -106,7 +116,7 @@ def source_options(consumer: Mapping[str, str]) -> dict[str, str]:
         raise JobConfigError(
             f"{GROUP_CONSUMER!r} connector must be 'kinesis' or 'filesystem', got {connector!r}"
         )
-    options["format"] = "raw"
+    options["format"] = SOURCE_FORMAT
     return options
 
 
@@ -195,9 +205,10 @@ def build_job(
     if missing:
         raise JobConfigError(f"sink options missing for {missing}")
     source_sql, views_sql, sinks_sql, inserts_sql = TEMPLATES
+    columns = {"JSON_OBJECT_COLUMN": JSON_OBJECT_COLUMN, "EVENT_FIELDS": EVENT_FIELDS}
     ddl = (
-        split_statements(render(source_sql, contract, source_options=dict(source)))
-        + split_statements(render(views_sql, contract))
+        split_statements(render(source_sql, contract, source_options=dict(source), **columns))
+        + split_statements(render(views_sql, contract, **columns))
         + split_statements(render(sinks_sql, contract, **{k: dict(v) for k, v in sinks.items()}))
     )
     inserts = split_statements(render(inserts_sql, contract))
@@ -249,6 +260,16 @@ def parse_application_properties(data: Any) -> dict[str, dict[str, str]]:
 def to_application_properties(groups: Mapping[str, Mapping[str, str]]) -> list[dict[str, Any]]:
     """The inverse of :func:`parse_application_properties` (for local runs and CreateApplication)."""
     return [{"PropertyGroupId": gid, "PropertyMap": dict(props)} for gid, props in groups.items()]
+
+
+def with_jar(config: Mapping[str, str], jar: Path) -> dict[str, str]:
+    """``config`` with ``jar`` added to ``pipeline.jars`` (PyFlink adds them to its class loader and, at submission,
+    to the jars already configured, such as Managed Flink's ``jarfile``); FileNotFoundError if it is missing."""
+    if not jar.is_file():
+        raise FileNotFoundError(f"jar {jar} does not exist")
+    jars = [j for j in str(config.get("pipeline.jars", "")).split(";") if j.strip()]
+    uri = jar.resolve().as_uri()
+    return {**config, "pipeline.jars": ";".join([*jars, uri] if uri not in jars else jars)}
 
 
 def create_table_env(config: Mapping[str, str]) -> Any:

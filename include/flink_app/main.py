@@ -2,7 +2,8 @@
 
 On AWS, Managed Flink runs this file from the application zip (property group
 ``kinesis.analytics.flink.run.options``: ``python`` = ``main.py``, ``jarfile`` = the Kinesis SQL connector under
-``lib/``) and writes the application's property groups to ``/etc/flink/application_properties.json``. Locally,
+``lib/``; :func:`run` adds the source format's jar, also under ``lib/``) and writes the application's property
+groups to ``/etc/flink/application_properties.json``. Locally,
 point ``CLICKSTREAM_FLINK_PROPERTIES`` at a file of the same format and run ``python -m include.flink_app.main``
 (the local runner, :mod:`localdev.flink_runner`, calls :func:`run` the same way). Either way the job is
 built by :func:`include.flink_app.flink_job.job_from_properties`: only the connector options differ.
@@ -28,6 +29,9 @@ if (_HERE / "vendor").is_dir() and str(_HERE / "vendor") not in sys.path:
 from include.flink_app import flink_job  # noqa: E402
 
 AWS_PROPERTIES_PATH = Path("/etc/flink/application_properties.json")
+#: The source format's jar in the application zip (include/flink_app/package.py puts it there); a local run
+#: passes its own build on ``pipeline.jars`` instead.
+ZIP_FORMAT_JAR = _HERE / "lib" / flink_job.FORMAT_JAR
 LOCAL_PROPERTIES_ENV = "CLICKSTREAM_FLINK_PROPERTIES"
 
 
@@ -62,7 +66,15 @@ def run(
     on AWS the service owns those. ``timings`` receives when the JVM was ready and when the job was submitted.
     """
     job = flink_job.job_from_properties(groups)
-    t_env = flink_job.create_table_env({**(runtime_config or {}), **job.config})
+    config = {**(runtime_config or {}), **job.config}
+    if ZIP_FORMAT_JAR.is_file():
+        config = flink_job.with_jar(config, ZIP_FORMAT_JAR)
+    elif flink_job.FORMAT_JAR not in config.get("pipeline.jars", ""):
+        raise flink_job.JobConfigError(
+            f"the events source's format {flink_job.SOURCE_FORMAT!r} needs {flink_job.FORMAT_JAR} on "
+            f"pipeline.jars: not in {ZIP_FORMAT_JAR.parent} (the application zip's lib/) and not configured"
+        )
+    t_env = flink_job.create_table_env(config)
     if timings is not None:
         timings["env_ready"] = time.time()
     result = flink_job.submit(t_env, job)

@@ -13,7 +13,9 @@ The zip's content is derived, never listed by hand:
 * ``vendor/`` with the third-party packages those modules import, minus the standard library and what the
   Flink runtime provides (:data:`RUNTIME_PROVIDED`), plus their own requirements: jinja2 and markupsafe (pure
   Python; Managed Flink installs no pip packages);
-* ``lib/`` with the Kinesis SQL connector jar, when given.
+* ``lib/`` with the source format's jar, compiled here from ``include/flink_app/java``
+  (:mod:`include.flink_app.format_jar`; ``main.py`` puts it on ``pipeline.jars``), and the Kinesis SQL
+  connector jar, when given (Managed Flink's ``jarfile``).
 
 The build is deterministic (sorted entries, fixed timestamps), so an unchanged application gives the same
 bytes and the same S3 ETag.
@@ -43,7 +45,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from include.flink_app import flink_job, import_graph
+from include.flink_app import flink_job, format_jar, import_graph
 from include.sessions import templates
 
 #: The directory holding the ``include`` package (the repository root, or the Airflow dags folder).
@@ -170,8 +172,11 @@ def check_connector_jar(path: Path) -> None:
         raise PackageError(f"{path} registers no Kinesis table factory; expected {KINESIS_CONNECTOR}")
 
 
-def application_files(kinesis_connector_jar: Path | None = None) -> list[tuple[str, Path]]:
-    """(name in zip, source path) of every file of the application, derived as the module docstring says."""
+def application_files(
+    kinesis_connector_jar: Path | None = None, source_format_jar: Path | None = None
+) -> list[tuple[str, Path]]:
+    """(name in zip, source path) of every file of the application, derived as the module docstring says;
+    ``source_format_jar`` is the built format jar (:func:`build` takes it from :func:`format_jar.cached`)."""
     modules, imported = application_modules()
     files = [("main.py", modules[ENTRY_MODULE])]
     files += [(path.relative_to(SOURCE_ROOT).as_posix(), path) for path in modules.values()]
@@ -184,6 +189,8 @@ def application_files(kinesis_connector_jar: Path | None = None) -> list[tuple[s
     if kinesis_connector_jar is not None:
         check_connector_jar(kinesis_connector_jar)
         files.append((f"lib/{kinesis_connector_jar.name}", kinesis_connector_jar))
+    if source_format_jar is not None:
+        files.append((f"lib/{flink_job.FORMAT_JAR}", source_format_jar))
     for name, path in files:
         if not path.is_file():
             raise PackageError(f"application file {path} (zip entry {name}) is missing")
@@ -204,7 +211,13 @@ def run_options(kinesis_connector_jar: Path | str | None) -> dict[str, str]:
 
 def build(out: Path, kinesis_connector_jar: Path | None = None) -> dict[str, Any]:
     """Write the zip; returns its manifest (entries, sha256, whether the connector is included)."""
-    files = application_files(kinesis_connector_jar)
+    files = application_files(kinesis_connector_jar, format_jar.cached())
+    return _write_zip(out, files, kinesis_connector_jar)
+
+
+def _write_zip(
+    out: Path, files: list[tuple[str, Path]], kinesis_connector_jar: Path | None
+) -> dict[str, Any]:
     manifest = {
         "entries": [name for name, _ in files],
         "kinesis_connector": kinesis_connector_jar.name if kinesis_connector_jar else None,
@@ -257,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         manifest = build(args.out, args.kinesis_connector_jar)
-    except PackageError as exc:
+    except (PackageError, format_jar.FormatJarError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} ({manifest['bytes']} bytes, sha256 {manifest['sha256'][:12]})")

@@ -4,7 +4,7 @@ Measured traps it is shaped by: parallelism 1 (with several readers the watermar
 thread timing); ``pipeline.auto-watermark-interval`` > 0 (or a source-side watermark is never emitted);
 checkpoints on the file system (the default in-memory storage fails above 5 MiB of state); restart strategy
 ``none``, so a crashing job surfaces as FAILED with its reason instead of restarting forever; every address on
-127.0.0.1.
+127.0.0.1; the source format's jar on ``pipeline.jars`` (built from its sources on first use).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from include.flink_app import flink_job
+from include.flink_app import flink_job, format_jar
 
 
 class FlinkConfigError(ValueError):
@@ -57,7 +57,8 @@ def runtime_config(
     }
     if restore_savepoint:
         config["execution.state-recovery.path"] = str(restore_savepoint)
-    return config
+    # The job's source format (include/flink_app/java); the application zip carries the same jar under lib/.
+    return flink_job.with_jar(config, format_jar.cached())
 
 
 #: ``flink.config.0`` key prefixes a local run refuses, with the reason the error gives.

@@ -106,7 +106,10 @@ def test_zip_holds_exactly_what_the_application_loads(built):
     assert {n for n in names if not n.startswith(("include/", "vendor/"))} == {
         "main.py",
         "BUILD-MANIFEST.json",
+        f"lib/{flink_job.FORMAT_JAR}",
     }
+    # main.py finds the source format's jar where the zip carries it (the local runner passes its own).
+    assert out["format_jar"] == str(app / "lib" / flink_job.FORMAT_JAR)
     assert (app / "main.py").read_bytes() == (REPO / "include/flink_app/main.py").read_bytes()
     vendored = {n.split("/")[1] for n in names if n.startswith("vendor/")}
     assert vendored == {"jinja2", "markupsafe"}

@@ -63,6 +63,7 @@ print(
                 in ("airflow", "boto3", "botocore", "duckdb", "localdev", "pyarrow", "pyflink")
             ),
             "is_local": is_local,
+            "format_jar": str(main.ZIP_FORMAT_JAR) if main.ZIP_FORMAT_JAR.is_file() else None,
             "ddl": job.ddl,
             "inserts": job.inserts,
             "config": job.config,

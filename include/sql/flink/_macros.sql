@@ -1,11 +1,6 @@
 {#- Flink SQL macros shared by the templates in this folder. Every expression is plain SQL (no Python UDF),
     so nothing in the hot path leaves the JVM. The session time zone is the contract's (UTC). -#}
 
-{#- One field of the raw JSON record, as a string; NULL when missing, JSON null, an object/array or bad JSON. -#}
-{% macro field(name) -%}
-JSON_VALUE(record, '$.{{ name }}')
-{%- endmacro %}
-
 {#- TRUE when the string is exactly the wire format AND names a real instant: formatting the parsed value must
     give the string back, which rejects every other shape and 2026-02-30 (the parser alone would shift it to
     2026-03-01). Never NULL. -#}
@@ -13,8 +8,8 @@ JSON_VALUE(record, '$.{{ name }}')
 COALESCE(DATE_FORMAT(TO_TIMESTAMP_LTZ({{ expr }}, {{ FLINK_TS_FORMAT }}, 'UTC'), {{ FLINK_TS_FORMAT }}) = {{ expr }}, FALSE)
 {%- endmacro %}
 
-{#- The event time, from ONE extraction of the timestamp (each JSON_VALUE parses the whole record again, and
-    Calcite expands NULLIF/CASE into copies of their operands, so the timestamp is written once here): the parsed
+{#- The event time, from the extracted timestamp (Calcite expands NULLIF/CASE into copies of their operands, so
+    the timestamp is parsed once here): the parsed
     instant, clamped to max_future_skew ahead of the processing time (CURRENT_TIMESTAMP is evaluated once per
     record); the epoch when it does not parse (a NULL rowtime would fail the job). The rowtime equals the
     timestamp exactly when the timestamp is valid and not too far ahead (see `is_wire_time`): only those events
@@ -46,23 +41,10 @@ CASE WHEN {{ is_wire_time(rowtime, expr) }} THEN {{ rowtime }} ELSE TO_TIMESTAMP
     + CAST(SUBSTRING({{ expr }} FROM 21 FOR 3) AS BIGINT))
 {%- endmacro %}
 
-{#- TRUE when the record is one JSON object and nothing but whitespace follows it. Flink's JSON functions (Jackson)
-    ignore trailing content, so '{...}}' or '{...}{...}' would pass IS JSON OBJECT while every other reader of the
-    lake (Python, DuckDB, jq in Firehose) rejects them. Appending an end marker as a second array element makes
-    trailing content visible: a stray bracket breaks the array, a second value takes the marker's place, so the
-    array's tail is exactly [marker] only when the record is one value; JSON whitespace and then '{' make that value
-    an object. One parse instead of three (IS JSON OBJECT, then [1] and [2] of the array): the same verdict on
-    every input. Only a record that itself contains ,"<marker>"] after its object could still pass. -#}
-{% set END_MARKER = 'clickstream:end-of-record' %}
-{% macro json_object_alone(expr) -%}
-(REGEXP({{ expr }}, '^[ \t\n\r]*\{')
-    AND JSON_QUERY('[' || {{ expr }} || ',"{{ END_MARKER }}"]', '$[1:]') = '["{{ END_MARKER }}"]')
-{%- endmacro %}
-
 {% macro check(rule) -%}
 {% set f = rule.field %}
 {% if rule.check == 'not_json_object' -%}
-NOT COALESCE({{ json_object_alone(f) }}, FALSE)
+NOT COALESCE({{ JSON_OBJECT_COLUMN }}, FALSE)
 {%- elif rule.check == 'null' -%}
 {{ f }} IS NULL
 {%- elif rule.check == 'bad_string' -%}

@@ -1,17 +1,20 @@
-{#- The events source: one raw JSON record per row ('format' = 'raw'), so a record that is not JSON at all is
-    still seen (and rejected with its text) instead of vanishing inside a JSON format's ignore-parse-errors.
+{#- The events source. Its format, 'clickstream-event' (include/flink_app/java, built into a jar by
+    include/flink_app/format_jar.py), parses each record ONCE and fills the physical columns by name: `record` is
+    the raw text (so a record that is not JSON at all is still seen, and rejected with its text, instead of
+    vanishing inside a JSON format's ignore-parse-errors), `one_json_object` says whether the record is one JSON
+    object and nothing else, and each other column is the member of that name exactly as JSON_VALUE(record,
+    '$.name') returns it (NULL when missing, JSON null, an object/array or bad JSON).
     Needs: source_options (the WITH clause: kinesis on AWS, filesystem locally). -#}
 {% import 'flink/_macros.sql' as m with context %}
 CREATE TABLE events_raw (
     record STRING,
-    {# Each field is extracted once here: the watermark assigner between these computed columns and the views
-        keeps the planner from inlining JSON_VALUE into every check that reads the field. #}
-{% for name in ('event_id', 'user_id', 'device_id', 'client_event', 'client_timestamp', 'countrycode') %}
-    {{ name }} AS {{ m.field(name) }},
+    {{ JSON_OBJECT_COLUMN }} BOOLEAN,
+{% for name in EVENT_FIELDS %}
+    {{ name }} STRING,
 {% endfor %}
     arrival_time AS PROCTIME(),
-    rowtime AS {{ m.rowtime(m.field('client_timestamp')) | indent(4) }},
-    {# The watermark reads the extracted client_timestamp (no second parse of the record): see watermark_time. #}
+    rowtime AS {{ m.rowtime('client_timestamp') | indent(4) }},
+    {# The watermark reads the extracted client_timestamp: see watermark_time. #}
     WATERMARK FOR rowtime AS {{ m.watermark_time('rowtime', 'client_timestamp') }}
         - {{ contract.watermark_delay_ms | flink_interval }}
 ) WITH (
