@@ -17,7 +17,7 @@ import pytest
 from localdev import flink_runner
 from localdev.aws.base import AwsError
 from localdev.aws.firehose.sources import SourceRecord
-from localdev.aws.flink import store
+from localdev.aws.flink import descriptions
 from localdev.aws.flink.bridge import Bridge, arrival_key, parse_start, to_line
 from localdev.aws.flink.jobs import (
     GROUP_FLINK,
@@ -303,9 +303,9 @@ def code(**content: Any) -> dict:
 
 def test_configuration_checks_name_the_field():
     s3 = {"S3ContentLocation": {"BucketARN": "arn:aws:s3:::b", "FileKey": "k.zip"}}
-    desc = store.configuration_description({"ApplicationCodeConfiguration": code(**s3)})
+    desc = descriptions.configuration_description({"ApplicationCodeConfiguration": code(**s3)})
     flink = desc["FlinkApplicationConfigurationDescription"]
-    assert flink["CheckpointConfigurationDescription"] == store.DEFAULT_CHECKPOINT
+    assert flink["CheckpointConfigurationDescription"] == descriptions.DEFAULT_CHECKPOINT
     assert flink["ParallelismConfigurationDescription"]["CurrentParallelism"] == 1
     assert desc["ApplicationSnapshotConfigurationDescription"] == {"SnapshotsEnabled": False}
     cases = [
@@ -334,10 +334,10 @@ def test_configuration_checks_name_the_field():
     ]
     for cfg, needle in cases:
         with pytest.raises(AwsError) as exc:
-            store.configuration_description(cfg)
+            descriptions.configuration_description(cfg)
         assert exc.value.code == "InvalidArgumentException" and needle in exc.value.message, cfg
 
-    updated = store.apply_update(
+    updated = descriptions.apply_update(
         desc,
         {
             "FlinkApplicationConfigurationUpdate": {
@@ -360,7 +360,7 @@ def test_configuration_checks_name_the_field():
     }
 
     with pytest.raises(AwsError, match="SnapshotName is required"):
-        store.restore_description(
+        descriptions.restore_description(
             {"ApplicationRestoreConfiguration": {"ApplicationRestoreType": "RESTORE_FROM_CUSTOM_SNAPSHOT"}}
         )
 
@@ -373,16 +373,16 @@ def test_describe_shows_a_failure_within_the_description_limit():
         "status": "READY",
         "version": 1,
         "created": 1.0,
-        "config": store.configuration_description(
+        "config": descriptions.configuration_description(
             {"ApplicationCodeConfiguration": code(ZipFileContent=b"zip")}
         ),
         "restore": {"ApplicationRestoreType": "RESTORE_FROM_LATEST_SNAPSHOT"},
         "description": "my app",
         "failure": {"time": 0.0, "reason": "x" * 5000},
     }
-    text = store.describe(app)["ApplicationDescription"]
+    text = descriptions.describe(app)["ApplicationDescription"]
     assert text.startswith("my app\n\n[local companion] last run FAILED at 1970-01-01T00:00:00.000Z: xxx")
-    assert len(text) == store.MAX_DESCRIPTION
+    assert len(text) == descriptions.MAX_DESCRIPTION
 
 
 def test_runner_glue_refuses_what_it_cannot_run(tmp_path):

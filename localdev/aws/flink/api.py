@@ -12,7 +12,7 @@ RUNNING application goes through UPDATING: stop with a snapshot, start the new v
 Failures are visible, never a hang. A start that cannot run the job (missing code object, stream or bucket,
 invalid properties) or a job that crashes puts the application back to READY — the provider's start waiter and
 sensor treat READY as a failure — with the reason in ``ApplicationDescription`` (see
-:func:`.store.describe`), in the failed operation of ``ListApplicationOperations`` /
+:func:`.descriptions.describe`), in the failed operation of ``ListApplicationOperations`` /
 ``DescribeApplicationOperation`` (for a start) and in the companion log.
 
 How a run works locally (the job, the Kinesis bridge, the output upload) is in :mod:`.runtime`; the spool's
@@ -32,26 +32,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from localdev.aws.base import AwsError, CompanionContext, ServiceHandler, ServiceRequest
-from localdev.aws.flink.jobs import RunnerError
-from localdev.aws.flink.runs import Runs
-from localdev.aws.flink.store import (
+from localdev.aws.flink.descriptions import (
     DEFAULT_RESTORE,
     FLINK_RUNTIMES_PREFIX,
     MAX_TAGS,
-    ApplicationStore,
     apply_update,
     conditional_token,
     configuration_description,
     describe,
-    finish_operation,
     invalid,
-    new_operation,
-    now_epoch,
+    operation_details,
     operation_info,
     restore_description,
     snapshot_details,
     tags_of,
 )
+from localdev.aws.flink.jobs import RunnerError
+from localdev.aws.flink.runs import Runs
+from localdev.aws.flink.store import ApplicationStore, finish_operation, new_operation, now_epoch
 
 #: Statuses StopApplication with Force accepts (AWS's list).
 FORCE_STOPPABLE = ("STARTING", "UPDATING", "STOPPING", "AUTOSCALING", "RUNNING")
@@ -477,22 +475,7 @@ class KinesisAnalyticsHandler(ServiceHandler):
             app = self.store.get(req.region, p["ApplicationName"], req.account_id)
             for op in app.get("operations", []):
                 if op["id"] == p["OperationId"]:
-                    details: dict[str, Any] = {
-                        "Operation": op["operation"],
-                        "StartTime": op["start"],
-                        "EndTime": op["end"] or op["start"],
-                        "OperationStatus": op["status"],
-                    }
-                    if op.get("version_change"):
-                        details["ApplicationVersionChangeDetails"] = {
-                            "ApplicationVersionUpdatedFrom": op["version_change"][0],
-                            "ApplicationVersionUpdatedTo": op["version_change"][1],
-                        }
-                    if op.get("error"):
-                        details["OperationFailureDetails"] = {
-                            "ErrorInfo": {"ErrorString": op["error"][:1000]}
-                        }
-                    return {"ApplicationOperationInfoDetails": details}
+                    return {"ApplicationOperationInfoDetails": operation_details(op)}
         raise AwsError(
             "ResourceNotFoundException",
             f"Operation {p['OperationId']} of application {p['ApplicationName']} not found",

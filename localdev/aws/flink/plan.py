@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from localdev.aws.firehose.streams import parse_arn
 from localdev.aws.flink.bridge import parse_start
-from localdev.aws.flink.store import bucket_of
+from localdev.aws.flink.descriptions import bucket_of
 from localdev.aws.flink.uploader import parse_s3_url
 
 GROUP_CONSUMER = "consumer.config.0"
