@@ -3,7 +3,9 @@
 Two past hours are replayed (their last minutes), A then B = A + 1 h, the latest pair the reconciliation can
 settle. The reconciliation's settle minutes are shortened to 2 for the demo (``DEMO_SETTLE_MINUTES``):
 
-1. starts the local endpoint (moto + companion) unless it is already up, and migrates Airflow's metadata DB;
+1. starts the local endpoint (moto + companion) unless it is already up and, at the same time, PostgreSQL and
+   Airflow (``airflow db migrate`` only when the schema is not at the installed Airflow's head; this process
+   meanwhile loads Airflow, builds the in-process execution API and parses the DAGs);
 2. runs ``clickstream_setup`` (the Flink app starts from LATEST when it starts without a snapshot), then
    ``clickstream_flink_lifecycle`` start without a snapshot (the job reads only this run's records);
 3. runs ``clickstream_producer`` minute by minute: hour A with late and duplicate events (and malformed
@@ -18,6 +20,10 @@ settle. The reconciliation's settle minutes are shortened to 2 for the demo (``D
    (``{"repair": true}``, what the alert tells the operator to run) which must report B ``repaired``;
 7. writes the analytics report (HTML + PNGs) of both hours from what is in S3.
 
+Demo-only timings: 2 s checkpoints, a 5 s Firehose buffer, 1 s pokes of the lifecycle sensors, and the
+modules of the later stages (compaction, DuckDB, matplotlib) imported in the background while the Flink app
+starts.
+
 The terminal shows one line per stage; Airflow's task logs and all other output go to the log file printed at
 the start (``-v`` streams it too). Any unexpected outcome (a failed run, a failing hour A, a hour B that does
 not fail the expected way or is not repaired) is shown in red and the demo exits with status 1. The endpoint
@@ -27,14 +33,15 @@ keeps running afterwards so the data can be explored (``make down`` stops it).
 from __future__ import annotations
 
 import argparse
-import base64
 import gzip
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,9 +51,11 @@ from localdev import airflow_env as local_airflow
 from localdev.demo_console import DemoConsole, StageFailed, first_line
 
 DEMO_BUFFER_SECONDS = "5"
-#: Commit the Flink sinks every few seconds (AWS default: 60 s) so the sessions show up while you watch.
-DEMO_FLINK_CHECKPOINT_MS = "5000"
-DEMO_FLINK_ROLLOVER = "5 s"
+#: Commit the Flink sinks every 2 s (AWS default: 60 s) so the sessions show up while you watch: the app turns
+#: RUNNING at its first checkpoint, and the waits for the stream's progress marker end one checkpoint after
+#: the marker moved (measured with 5 s: each start and each wait took about 3 s longer).
+DEMO_FLINK_CHECKPOINT_MS = "2000"
+DEMO_FLINK_ROLLOVER = "2 s"
 #: The reconciliation's settle minutes L (production: 30): two past hours can then be reconciled minutes after
 #: they end, and the quiet minutes that move the stream past a horizon are few.
 DEMO_SETTLE_MINUTES = 2
@@ -58,6 +67,23 @@ QUIET_EVENTS_PER_SECOND = 2.0
 #: duplicates, on top of the malformed records every demo minute carries.
 HOUR_A_FAULTS = {"late_fraction": 0.05, "late_delay_seconds": 30.0, "duplicate_fraction": 0.05}
 RECONCILIATION_DAG = "clickstream_reconciliation"
+#: The lifecycle DAG's completion sensors poke every 5 s (what AWS needs); the demo waits for the local app
+#: with 1 s pokes, so a start or stop is seen within about a second of happening.
+DEMO_SENSOR_POKE_SECONDS = 1
+#: How often the demo's own waits (Firehose delivery, the stream's progress marker) look at S3.
+POLL_SECONDS = 0.5
+#: Imported in the background while the Flink app starts (the main thread mostly waits then), so the
+#: compaction, reconciliation and report stages do not pay for them (about 10 s on this machine).
+PRELOADED_MODULES = (
+    "include.compaction.fast_path",
+    "include.compaction.tasks",
+    "pyarrow.parquet",
+    "duckdb",
+    "include.reconciliation.tasks",
+    "include.reconciliation.reconcile",
+    "localdev.report",
+    "localdev.report.charts",
+)
 UNEXPLAINED = ("missing_in_stream", "missing_in_batch", "mismatch")
 
 
@@ -72,6 +98,84 @@ def _relative(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+class Background(threading.Thread):
+    """Run ``work`` on a thread now; :meth:`result` joins it and returns its value or raises its exception."""
+
+    def __init__(self, name: str, work: Callable[[], Any]) -> None:
+        super().__init__(name=f"demo-{name}", daemon=True)
+        self._work = work
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._work()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def schema_revision(url: str) -> str | None:
+    """The Alembic revision of the metadata DB at ``url``; None when it has no Airflow schema (a new cluster)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no database or no alembic_version table yet
+        return None
+    finally:
+        engine.dispose()
+
+
+def airflow_schema_head() -> str | None:
+    """The Alembic head revision of the installed Airflow, from Airflow's own version → head map.
+
+    Loading Alembic's script directory instead (what ``airflow db check-migrations`` does) takes about 6 s
+    here; the map is what ``airflow db migrate --to-version`` uses. None when it cannot be read, so the caller
+    migrates.
+    """
+    try:
+        from airflow import __version__
+        from airflow.utils.db import _REVISION_HEADS_MAP
+        from packaging.version import Version
+    except ImportError:
+        return None
+    installed = Version(__version__)
+    known = [Version(v) for v in _REVISION_HEADS_MAP if Version(v) <= installed]
+    return _REVISION_HEADS_MAP[str(max(known))] if known else None
+
+
+def warm_up_dag_runs() -> None:
+    """What the first in-process DAG run would otherwise build: the in-process execution API, the DagBag."""
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    _ = in_process_api_server().app  # a cached property: built once per process
+    local_airflow.load_dag("clickstream_setup")
+    import include.producer  # noqa: F401  (imported by every producer stage below)
+
+
+def preload(modules: tuple[str, ...], log: Callable[[str], None]) -> None:
+    import importlib
+
+    started = time.monotonic()
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the stage that needs it imports it again and reports the error
+            log(f"preloading {name} failed: {type(exc).__name__}: {exc}")
+    log(f"preloaded {', '.join(modules)} in {time.monotonic() - started:.1f} s")
 
 
 @dataclass
@@ -109,30 +213,43 @@ class DemoRun:
     failures: list[str] = field(default_factory=list)
 
 
-def _raw_inventory(s3, bucket: str) -> tuple[dict[str, list[int]], Counter, set[str], set[bytes]]:
-    """Per raw partition: [objects, records]; error records by type; event_ids and error payloads seen."""
-    partitions: dict[str, list[int]] = {}
-    errors: Counter = Counter()
-    ids: set[str] = set()
-    error_payloads: set[bytes] = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="raw/"):
-        for obj in page.get("Contents", ()):
-            key = obj["Key"]
-            lines = gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).splitlines()
-            if key.startswith("raw/errors/"):
-                errors[key.split("/")[2]] += len(lines)
-                error_payloads.update(base64.b64decode(json.loads(line)["rawData"]) for line in lines)
-                continue
-            part = key.rsplit("/", 1)[0] + "/"
-            stats = partitions.setdefault(part, [0, 0])
-            stats[0] += 1
-            stats[1] += len(lines)
-            for line in lines:
-                try:
-                    ids.add(json.loads(line)["event_id"])
-                except (ValueError, KeyError, TypeError):
-                    pass
-    return partitions, errors, ids, error_payloads
+class RawInventory:
+    """raw/ as Firehose delivered it: objects and records per partition, error records by type, event_ids.
+
+    Each :meth:`refresh` reads only the objects it has not read yet (Firehose never rewrites a key), so
+    polling while Firehose delivers costs one listing per poll, not a re-read of every earlier run's objects.
+    """
+
+    def __init__(self, s3, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.partitions: dict[str, list[int]] = {}
+        self.errors: Counter = Counter()
+        self.ids: set[str] = set()
+        self._read: set[str] = set()
+
+    def refresh(self) -> RawInventory:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="raw/"):
+            for obj in page.get("Contents", ()):
+                key = obj["Key"]
+                if key not in self._read:
+                    self._add(key)
+                    self._read.add(key)
+        return self
+
+    def _add(self, key: str) -> None:
+        lines = gzip.decompress(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()).splitlines()
+        if key.startswith("raw/errors/"):
+            self.errors[key.split("/")[2]] += len(lines)
+            return
+        stats = self.partitions.setdefault(key.rsplit("/", 1)[0] + "/", [0, 0])
+        stats[0] += 1
+        stats[1] += len(lines)
+        for line in lines:
+            try:
+                self.ids.add(json.loads(line)["event_id"])
+            except (ValueError, KeyError, TypeError):
+                pass
 
 
 def _counts_text(counts: dict[str, int]) -> str:
@@ -176,6 +293,8 @@ class Demo:
         self.job_started = datetime.now(UTC)
         self.s3 = None
         self.endpoint_url = ""
+        self._metrics_read: set[str] = set()
+        self._marker: datetime | None = None
 
     def _set_hours(self, hour_b: datetime) -> None:
         from include.reconciliation import HourWindow
@@ -235,18 +354,37 @@ class Demo:
             },
         )
         local_airflow.apply(env)
-        with self.ui.stage("Airflow metadata DB") as stage:
-            local_airflow.migrate_db(env)
-            stage.done(f"migrated (AIRFLOW_HOME {_relative(Path(env['AIRFLOW_HOME']))})")
-
         from localdev.aws import LocalEndpoint
 
-        with self.ui.stage("Local AWS endpoint") as stage:
+        # The endpoint's processes start, and `airflow db migrate` runs in its own process when the schema
+        # is not at Airflow's head, while this process loads Airflow and builds what its first DAG run needs.
+        with self.ui.stage("Metadata DB + endpoint") as stage:
             endpoint = LocalEndpoint(port=self.args.port, state_dir=local_airflow.REPO / ".local" / "aws")
-            endpoint.start()
+            endpoint_started = Background("endpoint", endpoint.start)
+            stage.progress("PostgreSQL")
+            cluster = local_airflow.metadata_db(env).start()
+            revision = schema_revision(cluster.url())
+            migration = (
+                Background("migrate", lambda: local_airflow.migrate_db(env)) if revision is None else None
+            )
+            stage.progress("loading Airflow")
+            head = airflow_schema_head()
+            if migration is None and (head is None or revision != head):
+                migration = Background("migrate", lambda: local_airflow.migrate_db(env))
+            stage.progress("in-process execution API, DAGs" + (", migrating the schema" if migration else ""))
+            warm_up_dag_runs()
+            if migration is not None:
+                migration.result()
+            schema = f"schema {'migrated to' if migration else 'already at'} {head or 'head'}"
+            self.ui.log(f"metadata DB {cluster.url()}: {schema} (was {revision})")
+            stage.progress("local AWS endpoint")
+            endpoint_started.result()
             self.endpoint_url = endpoint.url
             self.s3 = _s3(endpoint.url)
-            stage.done(f"{endpoint.url} (moto on :{endpoint.moto_url.rsplit(':', 1)[-1]})")
+            stage.done(
+                f"{schema} (AIRFLOW_HOME {_relative(Path(env['AIRFLOW_HOME']))}); {endpoint.url} "
+                f"(moto on :{endpoint.moto_url.rsplit(':', 1)[-1]})"
+            )
 
     def setup(self) -> None:
         with self.ui.stage("clickstream_setup") as stage:
@@ -260,6 +398,9 @@ class Demo:
             stage.done(", ".join(f"{n} {what}" for what, n in sorted(counts.items())) + " resources")
 
     def lifecycle(self, title: str, **conf: Any) -> None:
+        dag = local_airflow.load_dag("clickstream_flink_lifecycle")
+        for sensor in ("wait_until_running", "wait_until_stopped"):
+            dag.get_task(sensor).poke_interval = DEMO_SENSOR_POKE_SECONDS
         with self.ui.stage(title) as stage:
             stage.progress(f"clickstream_flink_lifecycle {conf}")
             run = local_airflow.run_dag("clickstream_flink_lifecycle", conf=conf)
@@ -294,32 +435,39 @@ class Demo:
             self.run.sent += sent
             stage.done(f"{sent:,} records, {runs[0][0]:%H:%M}–{runs[-1][1]:%H:%M}: {what}")
 
-    def _progress_since(self, horizon: datetime, since: datetime) -> datetime | None:
+    def _progress_since(self, since: datetime) -> datetime | None:
         """The stream's progress marker (largest committed metrics window_end, include.reconciliation.progress)
         counting only files committed since ``since``: the marker is global, and an earlier demo's later hours
-        would otherwise say that this run's older hours are settled before they are."""
+        would otherwise say that this run's older hours are settled before they are. A committed part file
+        never changes, so each is read once (``self._metrics_read``)."""
         from include.reconciliation import layout
         from include.reconciliation.progress import METRICS, _parse
 
-        best = None
         prefix = f"{self.settings.streaming_prefix}{METRICS}/"
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", ()):
-                if obj["LastModified"] < since or not layout.is_committed_part(obj["Key"]):
+                key = obj["Key"]
+                if (
+                    key in self._metrics_read
+                    or obj["LastModified"] < since
+                    or not layout.is_committed_part(key)
+                ):
                     continue
-                body = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read().decode()
+                self._metrics_read.add(key)
+                body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode()
                 for line in body.splitlines():
                     if line.strip():
                         end = _parse(json.loads(line)["window_end"])
-                        best = end if best is None or end > best else best
-        return best
+                        if self._marker is None or end > self._marker:
+                            self._marker = end
+        return self._marker
 
     def wait_for_progress(self, horizon: datetime, title: str, timeout_s: float = 180) -> datetime:
         """Until this run's job has committed metrics up to ``horizon`` (the reconciliation's readiness rule)."""
         with self.ui.stage(title) as stage:
             deadline = time.monotonic() + timeout_s
             while True:
-                marker = self._progress_since(horizon, self.job_started)
+                marker = self._progress_since(self.job_started)
                 stage.progress(
                     f"progress marker {marker:%H:%M} of {horizon:%H:%M}" if marker else "no marker yet"
                 )
@@ -329,7 +477,7 @@ class Demo:
                     raise stage.fail(
                         f"the stream's progress marker is {marker} after {timeout_s:.0f} s, not past {horizon:%H:%M}"
                     )
-                time.sleep(2)
+                time.sleep(POLL_SECONDS)
             stage.done(f"metrics committed up to {marker:%H:%M} (≥ settle horizon {horizon:%H:%M})")
             return marker
 
@@ -340,12 +488,14 @@ class Demo:
         self.run.valid_events = len(wanted)
         with self.ui.stage("Firehose → raw/", total=len(wanted)) as stage:
             deadline = time.monotonic() + 120
+            raw = RawInventory(self.s3, self.bucket)
             while True:
-                partitions, errors, ids, _ = _raw_inventory(self.s3, self.bucket)
-                stage.progress("valid events delivered", completed=len(ids & wanted))
-                if wanted <= ids or time.monotonic() > deadline:
+                raw.refresh()
+                stage.progress("valid events delivered", completed=len(raw.ids & wanted))
+                if wanted <= raw.ids or time.monotonic() > deadline:
                     break
-                time.sleep(2)
+                time.sleep(POLL_SECONDS)
+            partitions, errors, ids = raw.partitions, raw.errors, raw.ids
             for part, (objects, records) in sorted(partitions.items()):
                 self.ui.log(f"  s3://{self.bucket}/{part}  {objects} objects, {records} records")
             for hour in (self.hour_a, self.hour_b):
@@ -552,6 +702,7 @@ class Demo:
         # A fresh job (from LATEST: only this run's records): replayed hours never meet an earlier run's
         # session state, and a snapshot of an older job version cannot block the start.
         self.job_started = datetime.now(UTC) - timedelta(seconds=2)  # S3 LastModified has whole seconds
+        preloaded = Background("preload", lambda: preload(PRELOADED_MODULES, self.ui.log))
         self.lifecycle("Flink app start", action="start", restore="SKIP_RESTORE_FROM_SNAPSHOT")
         hour_a_params = dict(self.params, **HOUR_A_FAULTS)
         self.produce(
@@ -581,6 +732,7 @@ class Demo:
             f"2 quiet minutes from B's horizon {self.window_b.horizon:%H:%M}",
         )
         self.wait_for_firehose()
+        preloaded.result()
         self.compact()
         self.wait_for_progress(self.window_b.horizon + timedelta(minutes=1), "Stream past B's horizon")
         # Stopping with a snapshot commits every sink file, so the reconciliation reads complete ledgers.
