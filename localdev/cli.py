@@ -61,14 +61,15 @@ def sessionize(
         con = batch.connect()
         try:
             events = load_events_file(con, input_path, contract)
-            rows = batch.sessions(
+            # already in the order _sort_sessions gives: batch/sessions.sql ends with ORDER BY user_id, device_id,
+            # session_start (DuckDB compares strings by code point, like Python)
+            return batch.sessions(
                 con,
                 contract,
                 events.relation,
                 source_kind=events.source_kind,
                 arrival_order=events.arrival_order,
             )
-            return _sort_sessions(rows)
         finally:
             con.close()
     if engine == "flink":

@@ -44,6 +44,34 @@ def _short(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class _RepeatedName(ValueError):
+    def __init__(self, name: str, first: object, second: object) -> None:
+        super().__init__(name)
+        self.name, self.first, self.second = name, first, second
+
+
+def _refuse_repeated_names(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads keeps the last of a repeated name, DuckDB's reader the first (and the compaction validator
+    quarantines the record): a file with one is refused rather than read differently by the two engines."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: dict[str, object] = {}
+        for name, value in pairs:
+            if name in seen:
+                raise _RepeatedName(name, seen[name], value)
+            seen[name] = value
+    return obj
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (a JSON escape like \\ud800): DuckDB cannot read it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_events_file(
     path: str | os.PathLike, contract: SessionContract, now_ms: int | None = None
 ) -> EventsFile:
@@ -64,10 +92,15 @@ def read_events_file(
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, object_pairs_hook=_refuse_repeated_names)
             except json.JSONDecodeError as exc:
                 raise InputError(
                     f"{where}: not valid JSON ({exc.msg} at column {exc.colno}): {_short(line)}"
+                ) from None
+            except _RepeatedName as exc:
+                raise InputError(
+                    f"{where}: field {exc.name} appears more than once ({_short(exc.first)}, then "
+                    f"{_short(exc.second)}): readers disagree on which one counts"
                 ) from None
             if not isinstance(obj, dict):
                 raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__} {_short(obj)}")
@@ -80,6 +113,12 @@ def read_events_file(
             for name in _STRING_FIELDS:
                 if not isinstance(obj[name], str):
                     raise InputError(f"{where}: {name} must be a string, got {_short(obj[name])}")
+            for name in _STRING_FIELDS:
+                if not obj[name].isascii() and not _is_unicode(obj[name]):
+                    raise InputError(
+                        f"{where}: {name} contains an unpaired surrogate escape, which is not valid Unicode: "
+                        f"{name} = {_short(obj[name])}"
+                    )
             user_id = obj["user_id"]
             if isinstance(user_id, bool) or not isinstance(user_id, int):
                 raise InputError(f"{where}: user_id must be an integer, got {_short(user_id)}")

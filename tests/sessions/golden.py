@@ -120,6 +120,8 @@ def build() -> Golden:
         line(event("r21", 120, T + 420_000))
         + line(event("r22", 120, T + 420_001)): "record is not a JSON object",
         line(event("r23", 120, T + 420_000)) + ', {"a": 1}': "record is not a JSON object",
+        # A UTF-8 byte order mark before the object: JSON text must not start with one (RFC 8259, section 8.1).
+        "\ufeff" + line(event("r25", 120, T + 420_000)): "record is not a JSON object",
         line(event("r24", 120, T + 420_000)) + "], [1": "record is not a JSON object",
         line(
             {k: v for k, v in event("r1", 120, T + 420_000).items() if k != "event_id"}

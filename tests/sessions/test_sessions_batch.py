@@ -216,3 +216,25 @@ def test_sql_reading_sessionizes_like_the_reference(tmp_path, with_escape):
     checked = reference.check_records(records, CONTRACT)
     assert checked.rejected == [] and len(sessions) > 50
     assert sessions == reference.sessionize(checked.events, CONTRACT)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        # json.loads keeps the last user_id (2), DuckDB's reader the first (1): the engines would disagree
+        (_GOOD[:-1] + ', "user_id": 2}', "field user_id appears more than once"),
+        # DuckDB's JSON reader refuses the escape, so the DuckDB engine dropped the event without a word
+        (
+            json.dumps({**golden.event("e", 7, golden.T), "client_event": "\ud800"}),
+            "client_event contains an unpaired surrogate escape",
+        ),
+    ],
+)
+def test_cli_duckdb_refuses_lines_the_engines_would_read_differently(tmp_path, bad, message):
+    from localdev import cli
+    from localdev.event_files import InputError
+
+    path = tmp_path / "events.jsonl"
+    path.write_text(_GOOD + "\n" + bad + "\n")
+    with pytest.raises(InputError, match=f"line 2: {message}"):
+        cli.sessionize("duckdb", path, CONTRACT)

@@ -6,6 +6,7 @@ The application zip and its entry point are tested in tests/flink_app.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -58,8 +59,14 @@ def test_changing_the_gap_changes_both_engines_sql():
             arrival_order="arrival_order",
         )
         assert f"DESCRIPTOR(rowtime),\n        {flink_literal}))" in flink_sql
-        assert f"OVER by_key <= {contract.gap_ms} THEN 0" in batch_sql
-        assert f"max(event_ms) + {contract.gap_ms}" in batch_sql
+        # inclusive gap: a step of exactly gap_ms to the previous / next event stays in the session
+        by_key = "OVER (PARTITION BY user_id, device_id ORDER BY event_ms, client_event, event_id)"
+        assert f"event_ms - lag(event_ms) {by_key} <= {contract.gap_ms} THEN FALSE" in batch_sql
+        assert f"lead(event_ms) {by_key} - event_ms <= {contract.gap_ms} THEN FALSE" in batch_sql
+        # the end is the last event plus the gap
+        assert re.search(
+            rf"make_timestamp\(\(last_ms \+ {contract.gap_ms}\) \* 1000\), [^)]*\) AS session_end", batch_sql
+        )
 
 
 def test_render_names_missing_templates_and_values():
@@ -156,6 +163,15 @@ def _write(tmp_path, lines):
             "field countrycode is missing",
         ),
         (json.dumps({**event("x", 1, T), "user_id": "1"}), "user_id must be an integer, got '1'"),
+        (
+            json.dumps(event("x", 1, T))[:-1] + ', "user_id": 2}',
+            "line 2: field user_id appears more than once .1, then 2",
+        ),
+        (
+            json.dumps({**event("x", 1, T), "device_id": "m\udc00"}),
+            "device_id contains an unpaired surrogate escape, which is not valid Unicode",
+        ),
+        ("\ufeff" + json.dumps(event("x", 1, T)), "line 2: not valid JSON (Unexpected UTF-8 BOM"),
         (
             json.dumps({**event("x", 1, T), "user_id": -4}),
             "user_id is not a positive 32-bit integer: user_id = -4",

@@ -17,12 +17,6 @@ CASE WHEN NOT (members[{{ i }}] = 'null' OR starts_with(members[{{ i }}], '{') O
     THEN texts[{{ i }}] END
 {%- endmacro %}
 
-{#- TRUE when the string is exactly the wire format and names a real instant (formatting the parsed value gives
-    the string back). Never NULL. -#}
-{% macro valid_ts(expr) -%}
-COALESCE(strftime(try_strptime({{ expr }}, {{ DUCKDB_TS_FORMAT }}), {{ DUCKDB_TS_FORMAT }}) = {{ expr }}, FALSE)
-{%- endmacro %}
-
 {% macro epoch_ms(expr) -%}
 epoch_ms(try_strptime({{ expr }}, {{ DUCKDB_TS_FORMAT }}))
 {%- endmacro %}
@@ -44,20 +38,36 @@ NOT COALESCE(regexp_full_match({{ f }}, '[0-9]{1,10}') AND TRY_CAST({{ f }} AS B
 {%- elif rule.check == 'too_long' -%}
 length({{ f }}) > {{ CLIENT_EVENT_MAX_LEN }}
 {%- elif rule.check == 'bad_timestamp' -%}
-NOT {{ valid_ts(f) }}
+NOT COALESCE(strftime(parsed_ts, {{ DUCKDB_TS_FORMAT }}) = {{ f }}, FALSE)
 {%- elif rule.check == 'future' -%}
-{{ epoch_ms(f) }} > epoch_ms(now()) + {{ contract.max_future_skew_ms }}
+epoch_ms(parsed_ts) > epoch_ms(now()) + {{ contract.max_future_skew_ms }}
 {%- else -%}
 {{ fail('no DuckDB rendering for reject check ' ~ rule.check) }}
 {%- endif %}
 {%- endmacro %}
 
+{#- TRUE only when no reject rule can fail (NULL or FALSE otherwise: then the rule-by-rule CASE decides): a
+    cheap test for the common, valid row. No control character in the four strings: their JSON text is the
+    concatenation in quotes (every control character needs an escape); user_id: the canonical text of a
+    positive INTEGER, so it matches [0-9]{1,10} and is in range. -#}
+{% macro passes_every_rule() -%}
+(is_object AND event_id <> '' AND device_id <> '' AND client_event <> '' AND countrycode <> ''
+        AND strlen(CAST(to_json(event_id || device_id || client_event || countrycode) AS VARCHAR))
+            = strlen(event_id || device_id || client_event || countrycode) + 2
+        AND TRY_CAST(user_id AS INTEGER) >= 1 AND CAST(TRY_CAST(user_id AS INTEGER) AS VARCHAR) = user_id
+        AND length(client_event) <= {{ CLIENT_EVENT_MAX_LEN }}
+        AND strftime(parsed_ts, {{ DUCKDB_TS_FORMAT }}) = client_timestamp
+        AND epoch_ms(parsed_ts) <= epoch_ms(now()) + {{ contract.max_future_skew_ms }})
+{%- endmacro %}
+
+{#- The first failing rule's reason, NULL for a valid event. Needs the columns of parsed_events plus parsed_ts
+    (client_timestamp parsed once with the wire format). -#}
 {% macro reject_reason() -%}
-CASE
+CASE WHEN {{ passes_every_rule() }} THEN NULL ELSE CASE
 {% for rule in REJECT_RULES %}
     WHEN {{ check(rule) }} THEN {{ rule.reason | sql_str }}
 {% endfor %}
-END
+END END
 {%- endmacro %}
 
 {#- The CTEs parsed_events, checked_events and unique_events over the source relation.
@@ -109,12 +119,12 @@ parsed_events AS (
 {% endif %}
 checked_events AS (
     SELECT *, {{ reject_reason() | indent(8) }} AS reason
-    FROM parsed_events
+    FROM (SELECT *, try_strptime(client_timestamp, {{ DUCKDB_TS_FORMAT }}) AS parsed_ts FROM parsed_events) parsed
 ),
 unique_events AS (
     SELECT
         event_id, CAST(user_id AS INTEGER) AS user_id, device_id, client_event, client_timestamp, countrycode,
-        {{ epoch_ms('client_timestamp') }} AS event_ms
+        epoch_ms(parsed_ts) AS event_ms
     FROM checked_events
     WHERE reason IS NULL
     QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY arrival_order) = 1

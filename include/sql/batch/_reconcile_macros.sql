@@ -4,6 +4,8 @@
     rule is shared, so the two renders cannot drift. Times are epoch milliseconds (BIGINT) throughout; ISO
     strings (docs/sessions.md) are made only for output. -#}
 
+{% import 'batch/_session_macros.sql' as sessions with context %}
+
 {% macro epoch_ms(ts) -%}
 {% if dialect == 'duckdb' %}epoch_ms({{ ts }}){% else %}date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00.000', {{ ts }}){% endif %}
 {%- endmacro %}
@@ -183,42 +185,7 @@ hour_events AS (
     (SESSION_FIELDS) plus start_ms, last_ms, in_hour (session_start in H), settled
     (last_event_at + gap <= the settle horizon) and bid (a row number). -#}
 {% macro session_ctes(events) -%}
-{#- The same sessions as sessionize() above, in one sort: events in the contract's order within a key (event_ms,
-    client_event, event_id: a total order, ids are unique here), so a session's first row is its first event
-    and its last row its last event. Only the boundary rows (a session's first and last events) go on to the
-    second, much smaller window, which pairs each first row with its last row. #}
-{% set by_key = 'PARTITION BY user_id, device_id ORDER BY event_ms, client_event, event_id' %}
-batch_sessions_gaps AS (
-    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms,
-        -- the gap is inclusive; a key's first event starts a session and its last one ends one
-        CASE WHEN event_ms - lag(event_ms) OVER ({{ by_key }}) <= {{ contract.gap_ms }} THEN FALSE ELSE TRUE END
-            AS starts_session,
-        CASE WHEN lead(event_ms) OVER ({{ by_key }}) - event_ms <= {{ contract.gap_ms }} THEN FALSE ELSE TRUE END
-            AS ends_session,
-        row_number() OVER ({{ by_key }}) AS event_no
-    FROM {{ events }}
-),
-{# event_no is the position in the contract's order, so ordering the boundary rows by it is the same order and
-    much cheaper to sort than the three keys. #}
-batch_sessions_numbered AS (
-    SELECT *,
-        lead(event_ms) OVER (PARTITION BY user_id, device_id ORDER BY event_no) AS next_ms,
-        lead(client_event) OVER (PARTITION BY user_id, device_id ORDER BY event_no) AS next_event,
-        lead(event_no) OVER (PARTITION BY user_id, device_id ORDER BY event_no) AS next_no
-    FROM batch_sessions_gaps
-    WHERE starts_session OR ends_session
-),
-batch_sessions AS (
-    SELECT user_id, device_id,
-        event_ms AS start_ms,
-        CASE WHEN ends_session THEN event_ms ELSE next_ms END AS last_ms,
-        CASE WHEN ends_session THEN 1 ELSE next_no - event_no + 1 END AS event_count,
-        client_event AS first_event,
-        CASE WHEN ends_session THEN client_event ELSE next_event END AS last_event,
-        countrycode
-    FROM batch_sessions_numbered
-    WHERE starts_session
-),
+{{ sessions.boundary_sessions(events) }},
 window_sessions AS (
     SELECT
         {{ md5_hex("CAST(user_id AS VARCHAR) || '|' || device_id || '|' || CAST(start_ms AS VARCHAR)") }} AS session_id,
