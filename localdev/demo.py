@@ -158,10 +158,17 @@ def airflow_schema_head() -> str | None:
 
 
 def warm_up_dag_runs() -> None:
-    """What the first in-process DAG run would otherwise build: the in-process execution API, the DagBag."""
+    """What the first in-process DAG run would otherwise build: the in-process execution API, the DagBag.
+
+    The API answers its first request only after Cadwyn has generated the routers of every Execution API
+    version (about 10 s of CPU here, measured with cProfile); a health check pays for that now, while
+    ``airflow db migrate`` and the endpoint's processes start, instead of inside the first task.
+    """
+    import httpx
     from airflow.sdk.execution_time.supervisor import in_process_api_server
 
-    _ = in_process_api_server().app  # a cached property: built once per process
+    api = in_process_api_server()  # cached: the one every in-process task of this process talks to
+    httpx.Client(transport=api.transport, base_url="http://in-process.invalid./").get("health")
     local_airflow.load_dag("clickstream_setup")
     import include.producer  # noqa: F401  (imported by every producer stage below)
 
