@@ -78,6 +78,7 @@ PRELOADED_MODULES = (
     "include.compaction.fast_path",
     "include.compaction.tasks",
     "pyarrow.parquet",
+    "pandas",  # pyarrow's Table.from_pylist imports it on first use (3 s here)
     "duckdb",
     "include.reconciliation.tasks",
     "include.reconciliation.reconcile",
