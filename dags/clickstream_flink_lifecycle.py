@@ -13,6 +13,12 @@ Params (defaults and help from `LifecycleParams` in `include/flink_lifecycle.py`
   in-flight session state (the reconciliation DAG reports those sessions as missing).
 
 Start is idempotent: an application that is already `RUNNING` is left alone and the run succeeds.
+
+A start that fails (the application goes back to `READY`) fails `wait_until_running` with the reason the service
+gives and what to do about it (`include.flink_lifecycle.explain_start_failure`), without retrying: above all a
+snapshot of an older job graph (the job's SQL changed since it was taken), which only a start with
+`restore=SKIP_RESTORE_FROM_SNAPSHOT` gets past, at the cost of the snapshot's open sessions and a replay from the
+stream's initial position.
 """
 
 from __future__ import annotations
@@ -28,13 +34,27 @@ from airflow.providers.amazon.aws.sensors.kinesis_analytics import (
     KinesisAnalyticsV2StopApplicationCompletedSensor,
 )
 from airflow.sdk import DAG, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.config import AWS_CONN_ID, settings
 from include.dag_params import airflow_params
 from include.dag_policy import START_DATE, default_args, tags
-from include.flink_lifecycle import LifecycleParams, choose_lifecycle_branch
+from include.flink_lifecycle import LifecycleParams, choose_lifecycle_branch, start_failure_message
 
 APP = settings().flink_app
+
+
+class WaitUntilRunning(KinesisAnalyticsV2StartApplicationCompletedSensor):
+    """The provider's sensor, but a failed start fails with its reason and what to do, not "start failed"."""
+
+    def poke(self, context, **kwargs) -> bool:
+        try:
+            return super().poke(context, **kwargs)
+        except AirflowException as failed:  # the application went back to READY: a retry would not help
+            raise AirflowFailException(
+                start_failure_message(self.hook.conn, self.application_name)
+            ) from failed
+
 
 with DAG(
     dag_id="clickstream_flink_lifecycle",
@@ -69,7 +89,7 @@ with DAG(
         },
         wait_for_completion=False,
     )
-    wait_running = KinesisAnalyticsV2StartApplicationCompletedSensor(
+    wait_running = WaitUntilRunning(
         task_id="wait_until_running",
         aws_conn_id=AWS_CONN_ID,
         application_name=APP,

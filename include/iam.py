@@ -249,6 +249,8 @@ def airflow_policy(cfg: Settings, target: Target, *, teardown: bool = True) -> d
             [
                 "kinesisanalytics:CreateApplication",
                 "kinesisanalytics:DescribeApplication",
+                "kinesisanalytics:DescribeApplicationOperation",
+                "kinesisanalytics:ListApplicationOperations",
                 "kinesisanalytics:ListApplicationSnapshots",
                 "kinesisanalytics:ListTagsForResource",
                 "kinesisanalytics:StartApplication",

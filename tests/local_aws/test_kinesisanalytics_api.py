@@ -817,6 +817,106 @@ def test_update_while_running_restarts_from_an_automatic_snapshot(kda, aws):
     assert set(seen) == {f"{t}-{i}" for t in "ab" for i in range(100)} and max(seen.values()) == 1
 
 
+# -- a snapshot of an older job graph (the job's SQL changed since it was taken) ----------------------------
+
+
+def new_job_graph(aws: dict, name: str, arn: str, graph: str) -> dict:
+    """UpdateApplication as a changed SQL query does it: the fake job's graph is another one."""
+    groups = app_config(arn, name, **{"flink.config.0": {"fake.job-graph": graph}})["EnvironmentProperties"]
+    return aws["kinesisanalyticsv2"].update_application(
+        ApplicationName=name,
+        CurrentApplicationVersionId=detail(aws, name)["ApplicationVersionId"],
+        ApplicationConfigurationUpdate={"EnvironmentPropertyUpdates": groups},
+    )
+
+
+def failure_of(aws: dict, name: str, operation_id: str) -> tuple[dict, str]:
+    info = aws["kinesisanalyticsv2"].describe_application_operation(
+        ApplicationName=name, OperationId=operation_id
+    )["ApplicationOperationInfoDetails"]
+    assert info["OperationStatus"] == "FAILED", info
+    return info, info["OperationFailureDetails"]["ErrorInfo"]["ErrorString"]
+
+
+def snapshots_of(aws: dict, name: str) -> list[dict]:
+    return aws["kinesisanalyticsv2"].list_application_snapshots(ApplicationName=name)["SnapshotSummaries"]
+
+
+def test_a_snapshot_of_an_older_job_graph_fails_the_start_naming_it_and_the_way_out(aws):
+    """As on AWS (without system rollback): the start fails, the application is READY again and the failed
+    operation's ErrorString says why; here it names the snapshot, its version and how to start without it."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.flink_lifecycle import explain_start_failure
+    from localdev.airflow_env import REPO
+
+    name, stream = "graph-app", "graph-events"
+    arn = make_stream(aws, stream, 1)
+    create_app(aws, name, arn, **{"flink.config.0": {"fake.job-graph": "1"}})
+    prefix = f"out/{name}/"
+    put(aws, stream, records("a", 20))
+    start_op(name).execute({})
+    wait_for(lambda: len(s3_lines(aws, prefix)) >= 20, 30, "20 records in S3")
+    stop_op(name).execute({})
+    (snap,) = snapshots_of(aws, name)
+    assert snap["ApplicationVersionId"] == 1
+
+    new_job_graph(aws, name, arn, "2")
+    kdav2 = aws["kinesisanalyticsv2"]
+    op_id = kdav2.start_application(ApplicationName=name)["OperationId"]
+    app = wait_status(aws, name, "READY")
+    info, error = failure_of(aws, name, op_id)
+    assert error.startswith(
+        f"the job could not restore snapshot {snap['SnapshotName']} (taken by application version 1, the "
+        "application is now version 2): the snapshot belongs to an older job graph"
+    )
+    assert "Start with ApplicationRestoreType SKIP_RESTORE_FROM_SNAPSHOT" in error
+    assert error.endswith(
+        "Flink: Cannot map checkpoint/savepoint state for operator 0a448493b4782967b150582570326227 to the new "
+        "program, because the operator is not available in the new program. If you want to allow to skip this, "
+        "you can set the --allowNonRestoredState option on the CLI."
+    )
+    assert "belongs to an older job graph" in app["ApplicationDescription"]
+
+    # The lifecycle DAG's failure, from these very answers: the snapshot, the DAG param, the consequence.
+    message = explain_start_failure(app, info, snapshots_of(aws, name))
+    assert message.startswith(
+        f"graph-app cannot restore snapshot {snap['SnapshotName']} (taken by application version 1; the "
+        "application is now version 2): the snapshot belongs to an older job graph"
+    )
+    assert "restore=SKIP_RESTORE_FROM_SNAPSHOT" in message
+    assert "the source (TRIM_HORIZON) re-reads the stream's whole retention" in message
+    assert message.endswith(
+        "Flink: " + error.split("Flink: ", 1)[1]
+    )  # Flink's words once, not the reason twice
+    bag = DagBag(dag_folder=str(REPO / "dags" / "clickstream_flink_lifecycle.py"))
+    sensor_class = type(bag.dags["clickstream_flink_lifecycle"].get_task("wait_until_running"))
+    sensor = sensor_class(task_id="wait", aws_conn_id=CONN_ID, application_name=name)
+    with pytest.raises(AirflowFailException) as failed:
+        sensor.poke({})
+    assert str(failed.value) == message
+
+    # The way out: start without the snapshot; the source re-reads the stream (TRIM_HORIZON).
+    start_op(name, restore="SKIP_RESTORE_FROM_SNAPSHOT").execute({})
+    wait_for(lambda: len(s3_lines(aws, prefix)) >= 40, 30, "the 20 records read again")
+    assert Counter(json.loads(line)["event_id"] for line in s3_lines(aws, prefix)) == {
+        f"a-{i}": 2 for i in range(20)
+    }
+
+    # An update of the running job to yet another graph: stop with a snapshot, restart from it, fail.
+    out = new_job_graph(aws, name, arn, "3")
+    assert out["ApplicationDetail"]["ApplicationStatus"] == "UPDATING"
+    wait_status(aws, name, "READY")
+    _, error = failure_of(aws, name, out["OperationId"])
+    latest = max(snapshots_of(aws, name), key=lambda s: s["SnapshotCreationTimestamp"])
+    assert latest["ApplicationVersionId"] == 2
+    assert error.startswith(
+        f"the job could not restore snapshot {latest['SnapshotName']} (taken by application version 2, the "
+        "application is now version 3): the snapshot belongs to an older job graph"
+    )
+
+
 def test_force_stop_while_starting_and_delete_while_running(kda, aws):
     name = "slow-app"
     arn = make_stream(aws, "slow-events", 1)

@@ -12,6 +12,9 @@ like the sessions job where the emulation cares:
 * a savepoint stores the set of files read; a job started from it skips them; one that cannot be written (its
   directory cannot be created) fails the stop or snapshot and the job runs on, as Flink's does;
 * a record containing ``CRASH`` makes the job fail with that line in its reason;
+* ``flink.config.0`` ``fake.job-graph`` names the job graph (default ``1``; a changed SQL query is a new one): a
+  savepoint records it, and a job of another graph started from it fails with Flink 2.3's own message for a
+  snapshot whose operators the new program does not have;
 * ``flink.config.0`` ``fake.startup-delay-ms`` delays RUNNING, like a slow JVM start, and
   ``fake.savepoint-delay-ms`` makes every savepoint take that long.
 """
@@ -150,16 +153,31 @@ class FakeJobRunner:
 # -- the job process ------------------------------------------------------------------------------------------
 
 
+def incompatible_savepoint(path: str) -> str:
+    """What Flink 2.3 reports (Checkpoints.loadAndValidateCheckpoint) when the new job graph lacks an operator."""
+    return (
+        "java.lang.IllegalStateException: Failed to rollback to checkpoint/savepoint "
+        f"file:{path}. Cannot map checkpoint/savepoint state for operator 0a448493b4782967b150582570326227 to the "
+        "new program, because the operator is not available in the new program. If you want to allow to skip "
+        "this, you can set the --allowNonRestoredState option on the CLI."
+    )
+
+
 def job_main(work: Path) -> int:
     request = json.loads((work / "request.json").read_text())
     spool = Path(request["groups"]["consumer.config.0"]["path"])
     output = Path(request["groups"]["sink.config.0"]["output.path"]) / "echo"
     processed: set[str] = set()
-    if request.get("restore_savepoint"):
-        processed = set(
-            json.loads((Path(request["restore_savepoint"]) / "_metadata").read_text())["processed"]
-        )
     status = work / "status.json"
+    graph = (request["groups"].get("flink.config.0") or {}).get("fake.job-graph", "1")
+    if request.get("restore_savepoint"):
+        metadata = json.loads((Path(request["restore_savepoint"]) / "_metadata").read_text())
+        if metadata.get("graph", "1") != graph:
+            _write_json(
+                status, {"state": FAILED, "reason": incompatible_savepoint(request["restore_savepoint"])}
+            )
+            return 1
+        processed = set(metadata["processed"])
     reads = work / "reads.jsonl"
     pending: list[Path] = []
     handled_controls: set[str] = set()
@@ -181,7 +199,7 @@ def job_main(work: Path) -> int:
         commit()
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        _write_json(target / "_metadata", {"processed": sorted(processed)})
+        _write_json(target / "_metadata", {"processed": sorted(processed), "graph": graph})
         return str(target)
 
     while True:

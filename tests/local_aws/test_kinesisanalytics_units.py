@@ -27,6 +27,7 @@ from localdev.aws.flink.jobs import (
     duration_ms,
     kill_orphaned_jobs,
 )
+from localdev.aws.flink.runs import restore_failure
 from localdev.aws.flink.spool import (
     UNREAD_ATIME,
     Spool,
@@ -504,3 +505,41 @@ def test_orphaned_jobs_are_killed_only_when_their_job_dir_vouches_for_them(tmp_p
         for proc in [*strangers, runner, jvm]:
             proc.kill()
             proc.wait(10)
+
+
+# -- the reason a run that restored a snapshot failed --------------------------------------------------------
+
+CANNOT_MAP = (
+    "java.lang.IllegalStateException: Failed to rollback to checkpoint/savepoint file:/sp. Cannot map "
+    "checkpoint/savepoint state for operator 0a44 to the new program, because the operator is not available in "
+    "the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI."
+)
+
+
+def test_a_snapshot_whose_state_does_not_fit_is_named_with_its_version_and_the_way_out():
+    app = {"version": 4, "snapshots": {"snap-1": {"name": "snap-1", "version": 2}}}
+    reason = restore_failure(app, {"name": "snap-1"}, f"the Flink job ended (FAILED): {CANNOT_MAP}")
+    assert reason.startswith(
+        "the job could not restore snapshot snap-1 (taken by application version 2, the application is now "
+        "version 4): the snapshot belongs to an older job graph, whose state Flink cannot map onto the current "
+        "job. Start with ApplicationRestoreType SKIP_RESTORE_FROM_SNAPSHOT"
+    )
+    assert reason.endswith("Flink: " + CANNOT_MAP[CANNOT_MAP.index("Cannot map") :])
+    # a restore record not (or no longer) in the application names its own version, or none
+    assert "(taken by application version 4, the current one)" in restore_failure(
+        {"version": 4}, {"name": "x", "version": 4}, CANNOT_MAP
+    )
+    assert restore_failure({"version": 4}, {"name": "x"}, CANNOT_MAP).startswith(
+        "the job could not restore snapshot x: the snapshot belongs to an older job graph"
+    )
+
+
+@pytest.mark.parametrize(
+    ("restore", "reason"),
+    [
+        ({"name": "snap-1"}, "the Flink job ended (FAILED): poison record CRASH"),  # not about the state
+        (None, CANNOT_MAP),  # nothing was restored: Flink's words stand as they are
+    ],
+)
+def test_other_failures_keep_their_reason(restore, reason):
+    assert restore_failure({"version": 2, "snapshots": {}}, restore, reason) == reason

@@ -18,6 +18,7 @@ import logging
 import shutil
 from typing import Any
 
+from include.flink_lifecycle import incompatible_state_error
 from localdev.aws.base import CompanionContext
 from localdev.aws.flink.jobs import JobRunner, load_runner
 from localdev.aws.flink.runtime import AppRuntime
@@ -158,7 +159,7 @@ class Runs:
             if app is None:
                 return
             self.runtimes.pop(runtime.key, None)
-            self._set_failed(app, reason)
+            self._set_failed(app, restore_failure(app, runtime.restore, reason))
             self.store.save()
 
     def _set_failed(self, app: dict, reason: str) -> None:
@@ -308,3 +309,31 @@ class Runs:
         if runtime is not None:
             out["run"] = runtime.stats()
         return out
+
+
+def restore_failure(app: dict, restore: dict | None, reason: str) -> str:
+    """The reason a run failed, naming the snapshot when Flink could not fit its state into the job.
+
+    As on AWS, the application goes back to READY and the failed operation's ErrorString holds the reason; a
+    snapshot of an older job graph (the SQL changed since) fails every start from it, so the reason says which
+    snapshot it is, that it is older than the job, and how to start without it, before Flink's own words.
+    """
+    flink_says = incompatible_state_error(reason)
+    if restore is None or flink_says is None:
+        return reason
+    name = restore.get("name") or "the savepoint"
+    taken_by = (app.get("snapshots", {}).get(name) or restore).get("version")
+    version = app["version"]
+    if taken_by is None:
+        older = ""
+    elif taken_by != version:
+        older = f" (taken by application version {taken_by}, the application is now version {version})"
+    else:
+        older = f" (taken by application version {version}, the current one)"
+    return (
+        f"the job could not restore snapshot {name}{older}: the snapshot belongs to an older job graph, "
+        "whose state Flink cannot map onto the current job. Start with ApplicationRestoreType "
+        "SKIP_RESTORE_FROM_SNAPSHOT to run it without the snapshot's state (the state is dropped and the "
+        "source starts from its configured initial position), or restore a snapshot the current job took. "
+        f"Flink: {flink_says}"
+    )
