@@ -33,12 +33,18 @@ def _sort_sessions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]], fields: Sequence[str]) -> None:
+    _write_text(
+        path, "".join(json.dumps({f: row[f] for f in fields}, ensure_ascii=False) + "\n" for row in rows)
+    )
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps({f: row[f] for f in fields}, ensure_ascii=False) + "\n")
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -94,14 +100,36 @@ def sessionize(
     raise CliError(f"--engine must be flink or duckdb, got {engine!r}")
 
 
+def sessionize_duckdb_to_file(input_path: str | os.PathLike, output: Path, contract: SessionContract) -> int:
+    """What ``sessionize("duckdb", ...)`` returns, written as the JSON lines ``_write_jsonl`` writes (the same
+    bytes), with the lines made in SQL; returns the number of sessions."""
+    from include.sessions import batch
+    from localdev.event_files import load_events_file
+
+    con = batch.connect()
+    try:
+        events = load_events_file(con, input_path, contract)
+        count, text = batch.sessions_jsonl(
+            con, contract, events.relation, source_kind=events.source_kind, arrival_order=events.arrival_order
+        )
+    finally:
+        con.close()
+    _write_text(output, text)
+    return count
+
+
 def _cmd_sessionize(args: argparse.Namespace) -> int:
     changes = {}
     if args.gap_ms is not None:
         changes["gap_ms"] = args.gap_ms
     contract = SessionContract().replace(**changes)
-    rows = sessionize(args.engine, args.input, contract, work_dir=args.work_dir, timeout_s=args.timeout)
-    _write_jsonl(Path(args.output), rows, SESSION_FIELDS)
-    print(f"{len(rows)} sessions written to {args.output} ({args.engine})", file=sys.stderr)
+    if args.engine == "duckdb":  # DuckDB writes the lines itself: no Python object per session
+        count = sessionize_duckdb_to_file(args.input, Path(args.output), contract)
+    else:
+        rows = sessionize(args.engine, args.input, contract, work_dir=args.work_dir, timeout_s=args.timeout)
+        _write_jsonl(Path(args.output), rows, SESSION_FIELDS)
+        count = len(rows)
+    print(f"{count} sessions written to {args.output} ({args.engine})", file=sys.stderr)
     return 0
 
 

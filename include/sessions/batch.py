@@ -70,6 +70,31 @@ def sessions(
     return _query(con, "batch/sessions.sql", contract, SESSION_FIELDS, source, source_kind, arrival_order)
 
 
+def sessions_jsonl(
+    con: duckdb.DuckDBPyConnection,
+    contract: SessionContract,
+    source: str = RAW_TABLE,
+    *,
+    source_kind: str = "raw",
+    arrival_order: str = "arrival_order",
+) -> tuple[int, str]:
+    """(count, text): the session rows as JSON lines, each exactly ``json.dumps(row, ensure_ascii=False)`` of
+    :func:`sessions`' rows, in the same order, each line ending in a newline; built in SQL, so no Python object
+    per session. The same text because the reject rules leave no control character in a string, and DuckDB's
+    JSON escapes the rest like Python's (a quote and a backslash; other characters as they are)."""
+    sql = render(
+        "batch/sessions.sql", contract, source=source, source_kind=source_kind, arrival_order=arrival_order
+    )
+    members = " || ', ' || ".join(
+        f"'\"{name}\": ' || CAST(to_json({name}) AS VARCHAR)" for name in SESSION_FIELDS
+    )
+    count, text = con.execute(
+        f"SELECT count(*), string_agg('{{' || {members} || '}}' || chr(10), '' "
+        f"ORDER BY user_id, device_id, session_start) FROM ({sql}) AS session_rows"
+    ).fetchone()
+    return count, text or ""
+
+
 def metrics(
     con: duckdb.DuckDBPyConnection,
     contract: SessionContract,

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from include.sessions import batch
-from include.sessions.contract import SessionContract, session_id
+from include.sessions.contract import SESSION_FIELDS, SessionContract, session_id
 from localdev import reference
 from tests.sessions import golden
 
@@ -238,3 +238,35 @@ def test_cli_duckdb_refuses_lines_the_engines_would_read_differently(tmp_path, b
     path.write_text(_GOOD + "\n" + bad + "\n")
     with pytest.raises(InputError, match=f"line 2: {message}"):
         cli.sessionize("duckdb", path, CONTRACT)
+
+
+@pytest.mark.parametrize("with_escape", [False, True])
+def test_cli_duckdb_output_lines_are_python_json_dumps_of_the_rows(tmp_path, with_escape):
+    """The command's lines are made in SQL; byte for byte what json.dumps(row, ensure_ascii=False) writes."""
+    from localdev import cli
+
+    records = [text for _, text in golden.random_block(11, range(3000, 3010), golden.T, 600)]
+    odd = ['say "hi"', "back\\slash", "caf\u00e9 \U0001f37a", "del\x7f", "sep\u2028", "slash/"]
+    for i, name in enumerate(odd):
+        records.append(
+            json.dumps(golden.event(f"odd{i}", 3100 + i, golden.T + i, name), ensure_ascii=with_escape)
+        )
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(r + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "sessions.jsonl"
+    assert cli.main(["sessionize", "--engine", "duckdb", "--input", str(path), "--output", str(out)]) == 0
+    expected = tmp_path / "expected.jsonl"
+    cli._write_jsonl(expected, cli.sessionize("duckdb", path, CONTRACT), SESSION_FIELDS)
+    assert out.read_bytes() == expected.read_bytes()
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").split("\n")[:-1]]  # not splitlines: U+2028
+    assert [r["first_event"] for r in rows if r["user_id"] >= 3100] == odd and len(rows) > 50
+
+
+def test_cli_duckdb_output_of_a_file_without_events_is_empty(tmp_path):
+    from localdev import cli
+
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n  \n")
+    out = tmp_path / "sessions.jsonl"
+    assert cli.main(["sessionize", "--engine", "duckdb", "--input", str(path), "--output", str(out)]) == 0
+    assert out.read_bytes() == b""
