@@ -359,6 +359,12 @@ def test_configuration_checks_name_the_field():
         "BucketARN": "arn:aws:s3:::b",
         "FileKey": "v2.zip",
     }
+    with pytest.raises(AwsError) as exc:
+        descriptions.apply_update(desc, {"SqlApplicationConfigurationUpdate": {"x": 1}})
+    assert exc.value.message == (
+        "ApplicationConfigurationUpdate.SqlApplicationConfigurationUpdate is not supported by the local "
+        "companion (Flink applications only)"
+    )
 
     with pytest.raises(AwsError, match="SnapshotName is required"):
         descriptions.restore_description(

@@ -153,19 +153,22 @@ def property_groups(groups: list[dict] | None, where: str) -> list[dict]:
     return out
 
 
-def configuration_description(cfg: dict | None) -> dict:
-    """ApplicationConfigurationDescription of a Flink app from CreateApplication's ApplicationConfiguration."""
-    cfg = cfg or {}
-    where = "ApplicationConfiguration"
-    for unsupported in (
-        "SqlApplicationConfiguration",
-        "ZeppelinApplicationConfiguration",
-        "VpcConfigurations",
-    ):
+def _refuse_unsupported(cfg: dict, where: str, keys: tuple[str, ...]) -> None:
+    """SQL and Studio (Zeppelin) applications and VPC access are not emulated: say so rather than ignore them."""
+    for unsupported in keys:
         if cfg.get(unsupported):
             raise invalid(
                 f"{where}.{unsupported} is not supported by the local companion (Flink applications only)"
             )
+
+
+def configuration_description(cfg: dict | None) -> dict:
+    """ApplicationConfigurationDescription of a Flink app from CreateApplication's ApplicationConfiguration."""
+    cfg = cfg or {}
+    where = "ApplicationConfiguration"
+    _refuse_unsupported(
+        cfg, where, ("SqlApplicationConfiguration", "ZeppelinApplicationConfiguration", "VpcConfigurations")
+    )
     code = cfg.get("ApplicationCodeConfiguration")
     if not code:
         raise invalid(f"{where}.ApplicationCodeConfiguration is required for a Flink application")
@@ -213,15 +216,15 @@ def apply_update(current: dict, update: dict) -> dict:
     """ApplicationConfigurationDescription after UpdateApplication's ApplicationConfigurationUpdate."""
     out = copy.deepcopy(current)
     where = "ApplicationConfigurationUpdate"
-    for unsupported in (
-        "SqlApplicationConfigurationUpdate",
-        "ZeppelinApplicationConfigurationUpdate",
-        "VpcConfigurationUpdates",
-    ):
-        if update.get(unsupported):
-            raise invalid(
-                f"{where}.{unsupported} is not supported by the local companion (Flink applications only)"
-            )
+    _refuse_unsupported(
+        update,
+        where,
+        (
+            "SqlApplicationConfigurationUpdate",
+            "ZeppelinApplicationConfigurationUpdate",
+            "VpcConfigurationUpdates",
+        ),
+    )
     code = update.get("ApplicationCodeConfigurationUpdate")
     if code:
         content_type = code.get("CodeContentTypeUpdate", "ZIPFILE")
