@@ -246,7 +246,7 @@ def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) 
             out[name] = validate_and_decode(member, member_value, _member_path(path, name), errors)
         return out
     if kind == "list":
-        _check_length(value, meta, where, errors, "length")
+        _check_length(value, meta, where, errors)
         return [
             validate_and_decode(shape.member, item, f"{where}.{i + 1}.member", errors)
             for i, item in enumerate(value)
@@ -254,7 +254,7 @@ def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) 
     if kind == "map":
         return {k: validate_and_decode(shape.value, v, f"{where}.{k}", errors) for k, v in value.items()}
     if kind == "string":
-        _check_length(value, meta, where, errors, "length")
+        _check_length(value, meta, where, errors)
         pattern = meta.get("pattern")
         compiled = _compile_pattern(pattern) if pattern else None
         if compiled is not None and not compiled.fullmatch(value):
@@ -270,16 +270,7 @@ def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) 
             )
         return value
     if kind in ("integer", "long"):
-        if "min" in meta and value < meta["min"]:
-            errors.append(
-                f"Value '{value}' at '{where}' failed to satisfy constraint: "
-                f"Member must have value greater than or equal to {meta['min']}"
-            )
-        if "max" in meta and value > meta["max"]:
-            errors.append(
-                f"Value '{value}' at '{where}' failed to satisfy constraint: "
-                f"Member must have value less than or equal to {meta['max']}"
-            )
+        _check_bounds(value, str(value), meta, where, errors, "value")
         return value
     if kind == "blob":
         if not isinstance(value, str):
@@ -291,7 +282,7 @@ def validate_and_decode(shape: Shape, value: Any, path: str, errors: list[str]) 
             data = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise AwsError("SerializationException", f"Value at '{where}' is not valid base64") from None
-        _check_length(data, meta, where, errors, "length")
+        _check_length(data, meta, where, errors)
         return data
     return value
 
@@ -309,17 +300,23 @@ def _compile_pattern(pattern: str) -> re.Pattern | None:
         return None
 
 
-def _check_length(value: Any, meta: dict, where: str, errors: list[str], what: str) -> None:
-    size = len(value)
-    if "min" in meta and size < meta["min"]:
+def _check_length(value: Any, meta: dict, where: str, errors: list[str]) -> None:
+    """A string's, list's or blob's length against the shape's min/max (a blob is not shown)."""
+    shown = _show(value) if isinstance(value, str) else "..."
+    _check_bounds(len(value), shown, meta, where, errors, "length")
+
+
+def _check_bounds(measured: int, shown: str, meta: dict, where: str, errors: list[str], what: str) -> None:
+    """``measured`` (a number's value or a length) against the shape's min/max, in AWS's words."""
+    if "min" in meta and measured < meta["min"]:
         errors.append(
-            f"Value '{_show(value) if isinstance(value, str) else '...'}' at '{where}' failed to satisfy "
-            f"constraint: Member must have {what} greater than or equal to {meta['min']}"
+            f"Value '{shown}' at '{where}' failed to satisfy constraint: "
+            f"Member must have {what} greater than or equal to {meta['min']}"
         )
-    if "max" in meta and size > meta["max"]:
+    if "max" in meta and measured > meta["max"]:
         errors.append(
-            f"Value '{_show(value) if isinstance(value, str) else '...'}' at '{where}' failed to satisfy "
-            f"constraint: Member must have {what} less than or equal to {meta['max']}"
+            f"Value '{shown}' at '{where}' failed to satisfy constraint: "
+            f"Member must have {what} less than or equal to {meta['max']}"
         )
 
 

@@ -231,3 +231,24 @@ def test_json_booleans_are_no_integers_and_integers_no_booleans():
     errors = []
     validate_and_decode(retry, {"Enabled": 1}, "dp", errors)
     assert errors == ["Value 1 at 'dp.enabled' failed to satisfy constraint: Member must be a boolean"]
+
+
+def test_numbers_and_lengths_out_of_bounds_are_named_like_aws_does():
+    model = botocore.session.get_session().get_service_model("firehose")
+    errors: list[str] = []
+    validate_and_decode(
+        model.shape_for("BufferingHints"), {"SizeInMBs": 0, "IntervalInSeconds": 901}, "h", errors
+    )
+    assert errors == [
+        "Value '0' at 'h.sizeInMBs' failed to satisfy constraint: Member must have value greater than or equal to 1",
+        "Value '901' at 'h.intervalInSeconds' failed to satisfy constraint: Member must have value less than or "
+        "equal to 900",
+    ]
+    errors = []
+    shape = model.operation_model("PutRecordBatch").input_shape
+    validate_and_decode(shape, {"DeliveryStreamName": "x" * 65, "Records": []}, "", errors)
+    assert errors == [
+        f"Value '{'x' * 65}' at 'deliveryStreamName' failed to satisfy constraint: Member must have length less "
+        "than or equal to 64",
+        "Value '...' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1",
+    ]
