@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from include.sessions.contract import METRIC_FIELDS, REJECTED_FIELDS, SESSION_FIELDS, SessionContract
-from include.sessions.templates import render
+from include.sessions.templates import render, sql_str
 
 RAW_TABLE = "raw_events"
 
@@ -85,14 +85,29 @@ def sessions_jsonl(
     sql = render(
         "batch/sessions.sql", contract, source=source, source_kind=source_kind, arrival_order=arrival_order
     )
-    members = " || ', ' || ".join(
-        f"'\"{name}\": ' || CAST(to_json({name}) AS VARCHAR)" for name in SESSION_FIELDS
-    )
+    parts = []  # one concat() call builds a line (chained || makes a string per step)
+    for i, name in enumerate(SESSION_FIELDS):
+        parts += [sql_str(("{" if i == 0 else ", ") + f'"{name}": '), _json_value(name)]
+    line = f"concat({', '.join(parts)}, '}}', chr(10))"
     count, text = con.execute(
-        f"SELECT count(*), string_agg('{{' || {members} || '}}' || chr(10), '' "
-        f"ORDER BY user_id, device_id, session_start) FROM ({sql}) AS session_rows"
+        f"SELECT count(*), string_agg({line}, '' ORDER BY user_id, device_id, session_start) "
+        f"FROM ({sql}) AS session_rows"
     ).fetchone()
     return count, text or ""
+
+
+#: Session columns whose text never needs a JSON escape: an md5 hex digest and wire-format timestamps.
+_PLAIN_TEXT_FIELDS = ("session_id", "session_start", "last_event_at", "session_end")
+_INTEGER_FIELDS = ("user_id", "duration_ms", "event_count")
+
+
+def _json_value(name: str) -> str:
+    """SQL for the JSON text of session column ``name`` (to_json only where a character may need escaping)."""
+    if name in _INTEGER_FIELDS:
+        return f"CAST({name} AS VARCHAR)"
+    if name in _PLAIN_TEXT_FIELDS:
+        return f"'\"' || {name} || '\"'"
+    return f"CAST(to_json({name}) AS VARCHAR)"
 
 
 def metrics(
