@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from localdev import processes
 from localdev.aws.clients import local_client
 from localdev.aws.endpoint import LocalEndpoint
 from localdev.aws.endpoint import free_port_pair as free_port_pair  # the tests' import of it
@@ -129,18 +130,7 @@ def is_loopback(address: str) -> bool:
 
 def process_group(pgid: int) -> list[int]:
     """The live processes of process group ``pgid`` (a job runner and the JVM it started)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return sorted(members)
+    return sorted(processes.group_members(pgid))
 
 
 def local_aws_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

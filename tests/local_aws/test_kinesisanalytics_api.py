@@ -27,6 +27,7 @@ from airflow.providers.amazon.aws.sensors.kinesis_analytics import (
 )
 from botocore.exceptions import ClientError, WaiterError
 
+from localdev import processes
 from localdev.aws.endpoint import LocalEndpoint
 from localdev.aws.flink.jobs import RUNNER_ENV
 from tests.local_aws.support import companion_get, free_port_pair, list_keys, make_client, wait_for
@@ -753,18 +754,12 @@ def test_companion_restart_and_crash_keep_the_application_running(kda, aws):
 
 def processes_under(directory: Path) -> list[int]:
     """PIDs of live processes whose command line names ``directory`` (the fake jobs started under it)."""
-    marker = str(directory)
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
-                state = (proc / "stat").read_text().split()[2]
-            except OSError:
-                continue
-            if marker in cmd and state != "Z" and "localdev.aws" not in cmd:
-                pids.append(int(proc.name))
-    return pids
+    found = []
+    for pid in processes.all_pids():
+        cmd = " ".join(processes.cmdline(pid) or ())
+        if str(directory) in cmd and "localdev.aws" not in cmd:
+            found.append(pid)
+    return found
 
 
 def job_processes(kda: LocalEndpoint, name: str) -> list[int]:
