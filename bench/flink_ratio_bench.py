@@ -11,15 +11,17 @@ back on one file of time-ordered events (``--repeat`` interleaves the variants a
   time) into one filesystem sink: what Flink does with the same events and no rules of ours;
   ``bare_raw_json_value``: the same query over raw lines and JSON_VALUE columns;
 * ``prod``: the production job exactly as :func:`include.flink_app.flink_job.build_job` renders it (raw records,
-  reject rules, dedup, late split, four sinks); ``prod@REF``: as commit REF rendered and ran it (before/after
-  in one run);
+  reject rules, dedup, late split, four sinks); ``prod@REF``: as commit REF rendered it, run with today's
+  runtime configuration and JVM options (before/after of the job itself in one run; add
+  ``;jvm:default;execution.checkpointing.interval=2 s`` for the runner's runtime before bb6fc15);
 * ``prod_*``: the production job with one feature taken out, to see where the time goes;
 * any variant ``;key=value`` (a Flink option) or ``;jvm:OPTION`` (a JVM option; ``;jvm:default`` runs the JVM as
   PyFlink starts it).
 
 Measured per variant: wall phases, the JVM's CPU seconds while the job runs (steadier than wall time on a shared
 machine), and, sampled from the mini-cluster's REST API while it runs, busy/idle/back-pressured time and records
-per job vertex (Flink's own accounting). ``--jfr VARIANT`` adds a Java Flight Recorder profile: samples by
+per job vertex (Flink's own accounting), and the CPU seconds of the JVM's threads by name (``thread_cpu_s``: each
+task thread is one chain of operators; also the JIT compilers, GC, REST and metric threads). ``--jfr VARIANT`` adds a Java Flight Recorder profile: samples by
 category (:data:`JFR_CATEGORIES`), by task thread and by hottest frame. Ratios: bare / variant, of job wall time
 and of job CPU time.
 """
@@ -80,8 +82,9 @@ def bare_job(source: Path, output: Path) -> tuple[list[str], list[str]]:
 
 
 def bare_raw_job(source: Path, output: Path) -> tuple[list[str], list[str]]:
-    """The bare SESSION TVF over raw lines and JSON_VALUE columns (as the production source reads): what the JSON
-    extraction costs against Flink's json format, with no rule of ours."""
+    """The bare SESSION TVF over raw lines and JSON_VALUE columns (as the production source read them before its
+    own format, include/flink_app/java): what that extraction costs against Flink's json format, with no rule of
+    ours."""
     ddl, inserts = bare_job(source, output)
     fields = ("event_id", "user_id", "device_id", "client_event", "client_timestamp", "countrycode")
     columns = ", ".join(
@@ -225,12 +228,36 @@ TASK_METRICS = (
 )
 
 
-class Sampler(threading.Thread):
-    """Samples the running job's vertices through the mini-cluster's REST API (last values win)."""
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds of each thread of a process so far: thread id -> (name, seconds), from /proc."""
+    result = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        result[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return result
 
-    def __init__(self, port: int, job_id: str) -> None:
+
+def cpu_by_thread_name(samples: dict[int, tuple[str, float]], before: dict[int, tuple[str, float]]) -> dict:
+    """CPU seconds spent while the job ran, summed by thread name (a task thread is named after its operator
+    chain, truncated by Linux to 15 characters; other threads are grouped as such)."""
+    totals: collections.Counter[str] = collections.Counter()
+    for tid, (name, seconds) in samples.items():
+        totals[name] += seconds - (before.get(tid, (name, 0.0))[1])
+    return {name: round(seconds, 1) for name, seconds in totals.most_common() if seconds >= 0.1}
+
+
+class Sampler(threading.Thread):
+    """Samples the running job's vertices through the mini-cluster's REST API (last values win), and the CPU
+    time of the JVM's threads (the last value seen of each thread: a task's CPU per operator chain)."""
+
+    def __init__(self, port: int, job_id: str, jvm_pid: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.port, self.job_id = port, job_id
+        self.port, self.job_id, self.jvm_pid = port, job_id, jvm_pid
+        self.threads: dict[int, tuple[str, float]] = {}
         self.vertices: dict[str, dict[str, Any]] = {}
         self.first_record_at: float | None = None
         self.running_at: float | None = None
@@ -238,6 +265,11 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
+            if self.jvm_pid is not None:
+                try:
+                    self.threads.update(thread_cpu(self.jvm_pid))
+                except OSError:
+                    pass
             try:
                 self.sample()
             except Exception:  # the cluster shuts down when the bounded job ends
@@ -289,12 +321,14 @@ def child(spec_path: Path) -> int:
     result = statement_set.execute()
     timings["submitted"] = time.time()
     cpu["submitted"] = _cpu_s(jvm_pid)
+    threads_at_submit = thread_cpu(jvm_pid)
     job_id = result.get_job_client()._j_job_client.getJobID().toString()
-    sampler = Sampler(int(spec["config"]["rest.port"]), job_id)
+    sampler = Sampler(int(spec["config"]["rest.port"]), job_id, jvm_pid)
     sampler.start()
     result.wait()
     timings["ended"] = time.time()
     cpu["ended"] = _cpu_s(jvm_pid)
+    sampler.threads.update(thread_cpu(jvm_pid))
     if spec.get("jfr"):  # dump now: the gateway JVM may be gone before it writes the recording at exit
         subprocess.run(["jcmd", str(jvm_pid), "JFR.dump", f"filename={spec['jfr']}"], capture_output=True)
     sampler.stop.set()
@@ -302,7 +336,14 @@ def child(spec_path: Path) -> int:
     timings["running"] = sampler.running_at
     timings["first_record"] = sampler.first_record_at
     Path(spec["result"]).write_text(
-        json.dumps({"timings": timings, "cpu": cpu, "vertices": sampler.vertices})
+        json.dumps(
+            {
+                "timings": timings,
+                "cpu": cpu,
+                "vertices": sampler.vertices,
+                "thread_cpu_s": cpu_by_thread_name(sampler.threads, threads_at_submit),
+            }
+        )
     )
     return 0
 
@@ -323,8 +364,8 @@ def run_variant(
     run_dir = Path(tempfile.mkdtemp(prefix=re.sub(r"[^\w.-]", "_", name)[:80] + "-", dir=work))
     output = run_dir / "output"
     ddl, inserts, config = variant_job(base, source, output, work)
-    # The bounded run's checkpoints: none now; every 2 s before (the commits this bench compares against).
-    runtime = runtime_config(run_dir / "checkpoints", 2_000 if "@" in base else None, 200, None)
+    # The bounded run's checkpoints: none (``;execution.checkpointing.interval=2 s`` gives the runner's old ones).
+    runtime = runtime_config(run_dir / "checkpoints", None, 200, None)
     spec = {
         "config": {
             **runtime,
@@ -342,9 +383,9 @@ def run_variant(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env["_python_worker_execution_mode"] = "process"
-    # The runner's JVM options for such an input (none before them), then the variant's own.
-    # ``;jvm:default`` runs the JVM as PyFlink starts it.
-    plain = "@" in base or "default" in variant_jvm_options
+    # The runner's JVM options for such an input, then the variant's own; ``;jvm:default`` runs the JVM as PyFlink
+    # starts it (as the runner did before it chose options).
+    plain = "default" in variant_jvm_options
     variant_jvm_options = [o for o in variant_jvm_options if o != "default"]
     runner_options = [] if plain else jvm_options("bounded", source.stat().st_size)
     env["JVM_ARGS"] = " ".join([*runner_options, *variant_jvm_options, env.get("JVM_ARGS", "")]).strip()
@@ -395,7 +436,14 @@ def run_variant(
         }
         for vertex, m in result["vertices"].items()
     }
-    out = {"variant": name, **phases, "rows": counts, "vertices": vertices, "dir": str(run_dir)}
+    out = {
+        "variant": name,
+        **phases,
+        "rows": counts,
+        "vertices": vertices,
+        "thread_cpu_s": result.get("thread_cpu_s", {}),
+        "dir": str(run_dir),
+    }
     if jfr:
         out["jfr_top"] = jfr_top(run_dir / "profile.jfr")
     return out
