@@ -241,6 +241,24 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     return result
 
 
+#: Thread name prefixes of the JVM and the mini-cluster's own services (not operators): JIT, GC, REST, metrics.
+SERVICE_THREADS = {
+    "jit": ("C1 Compiler", "C2 Compiler"),
+    "gc": ("GC Thread", "VM Thread"),
+    "cluster": ("flink-", "Flink-", "Sweeper", "Service Thread", "OutputFlusher", "Thread-", "main"),
+}
+
+
+def cpu_split(threads: dict[str, float]) -> dict[str, float]:
+    """Thread CPU seconds as operators (task threads and source readers), jit, gc and cluster services (the REST
+    metric sampling of this bench included)."""
+    split = dict.fromkeys(("operators", *SERVICE_THREADS), 0.0)
+    for name, seconds in threads.items():
+        kind = next((k for k, prefixes in SERVICE_THREADS.items() if name.startswith(prefixes)), "operators")
+        split[kind] += seconds
+    return {f"{kind}_cpu_s": round(seconds, 1) for kind, seconds in split.items()}
+
+
 def cpu_by_thread_name(samples: dict[int, tuple[str, float]], before: dict[int, tuple[str, float]]) -> dict:
     """CPU seconds spent while the job ran, summed by thread name (a task thread is named after its operator
     chain, truncated by Linux to 15 characters; other threads are grouped as such)."""
@@ -442,6 +460,7 @@ def run_variant(
         "rows": counts,
         "vertices": vertices,
         "thread_cpu_s": result.get("thread_cpu_s", {}),
+        **cpu_split(result.get("thread_cpu_s", {})),
         "dir": str(run_dir),
     }
     if jfr:
@@ -569,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(run), flush=True)
                 results["runs"].append(run)
         results["load_avg_end"] = os.getloadavg()
-    for key in ("job_s", "job_cpu_s"):
+    for key in ("job_s", "job_cpu_s", "operators_cpu_s"):
         medians = {
             name: statistics.median(r[key] for r in results["runs"] if r["variant"] == name)
             for name in variants
