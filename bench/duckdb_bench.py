@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -107,12 +108,21 @@ def bare_window(path: Path, gap_ms: int) -> int:
         con.close()
 
 
-def timed(fn, repeats: int):
+def cpu_s() -> float:
+    """CPU seconds of this process (all threads): steadier than wall time on a shared, loaded machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn, repeats: int, cpu: list[float] | None = None):
+    """Median wall seconds and the last result; CPU seconds of each run appended to ``cpu``."""
     runs, result = [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_s()
         result = fn()
         runs.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(cpu_s() - c0)
     return median(runs), result
 
 
@@ -147,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(tmp) / "sessions.jsonl"
         command = ["sessionize", "--engine", "duckdb", "--input", str(jsonl), "--output", str(out)]
         # the command (JSON lines in, JSON lines out) and the function (Python rows), interleaved
-        cmd_runs, fn_runs, rows = [], [], []
+        cmd_runs, cmd_cpu, fn_runs, rows = [], [], [], []
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_s()
             assert cli.main(command) == 0
             cmd_runs.append(time.perf_counter() - t0)
+            cmd_cpu.append(cpu_s() - c0)
             t0 = time.perf_counter()
             rows = cli.sessionize("duckdb", jsonl, contract)
             fn_runs.append(time.perf_counter() - t0)
@@ -162,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         results["sessionize_rows_s"] = round(duck_s, 2)
         results["sessions"] = len(rows)
         if not args.skip_pandas:
-            pandas_s, count = timed(lambda: naive_pandas_sessions(jsonl, contract.gap_ms), 1)
+            pandas_cpu: list[float] = []
+            pandas_s, count = timed(lambda: naive_pandas_sessions(jsonl, contract.gap_ms), 1, pandas_cpu)
+            results["command_cpu_s"] = round(median(cmd_cpu), 2)
+            results["pandas_cpu_s"] = round(pandas_cpu[0], 2)
+            results["command_vs_pandas_cpu"] = round(pandas_cpu[0] / median(cmd_cpu), 1)
             assert count == len(rows), ("pandas", count, len(rows))
             results["pandas_groupby_s"] = round(pandas_s, 2)
             results["duckdb_vs_pandas"] = round(pandas_s / cmd_s, 1)  # the command (bench/ratios.py reads it)
@@ -182,8 +197,13 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 con.close()
 
-        hour_s, built = timed(build, args.repeats)
-        bare_s, _ = timed(lambda: bare_window(parquet, contract.gap_ms), args.repeats)
+        hour_cpu: list[float] = []
+        bare_cpu: list[float] = []
+        hour_s, built = timed(build, args.repeats, hour_cpu)
+        bare_s, _ = timed(lambda: bare_window(parquet, contract.gap_ms), args.repeats, bare_cpu)
+        results["hour_sessions_cpu_s"] = round(median(hour_cpu), 2)
+        results["bare_window_cpu_s"] = round(median(bare_cpu), 2)
+        results["hour_vs_bare_cpu"] = round(median(bare_cpu) / median(hour_cpu), 2)
         results["hour_events"] = built.window_events
         results["hour_sessions_s"] = round(hour_s, 2)
         results["hour_events_per_s"] = round(built.window_events / hour_s)
