@@ -58,19 +58,21 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium (apt-get) for the browser test"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-# TEST_WORKERS=2 runs test modules on two pytest-xdist workers, each with its own endpoint, PostgreSQL and
-# AIRFLOW_HOME (tests/conftest.py); the default is one process until that is measured to be faster here.
-TEST_WORKERS ?=
-XDIST = $(if $(TEST_WORKERS),-n $(TEST_WORKERS) --dist loadscope)
+# Tests run on TEST_WORKERS pytest-xdist workers (2, this machine's cores; TEST_WORKERS=1 runs one process), one
+# test module per worker at a time, each worker with its own endpoint, PostgreSQL and AIRFLOW_HOME
+# (tests/conftest.py). The longest modules go first (conftest LONGEST_FIRST, hence --no-loadscope-reorder).
+TEST_WORKERS ?= 2
+FAST_WORKERS ?= 2
+xdist = $(if $(filter-out 0 1,$(1)),-n $(1) --dist loadscope --no-loadscope-reorder)
 
 test: sync browser
 	$(RUN) ruff check .
-	$(RUN) pytest --durations=20 $(XDIST)
+	$(RUN) pytest --durations=20 $(call xdist,$(TEST_WORKERS))
 
 # No ruff: only the tests marked neither integration, jvm, browser nor slow; guards fail any that
 # starts a JVM, endpoint, PostgreSQL or chromium anyway (tests/fast_guard.py).
 test-fast: sync
-	CLICKSTREAM_TEST_FAST=1 $(RUN) pytest -p no:cacheprovider $(XDIST)
+	CLICKSTREAM_TEST_FAST=1 $(RUN) pytest -p no:cacheprovider $(call xdist,$(FAST_WORKERS))
 
 lint: sync
 	$(RUN) ruff check .

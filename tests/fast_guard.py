@@ -25,6 +25,7 @@ SLOW_FIXTURES = {
     "local_endpoint": "integration",  # tests/conftest.py: the session's endpoint
     "aws_clients": "integration",
     "airflow_db": "integration",  # the session's PostgreSQL + Airflow schema
+    "migrated_database": "integration",  # a copy of that schema in the same cluster
     "endpoint": "integration",  # tests/local_aws/conftest.py: an endpoint per module
     "api_server": "integration",  # tests/plugins: a real `airflow api-server`
     "browser": "browser",  # tests/plugins/test_browser.py: chromium

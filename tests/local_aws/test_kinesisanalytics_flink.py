@@ -45,6 +45,8 @@ STREAM = "clicks"
 BUCKET = "flink-lake"
 ROLE = "arn:aws:iam::123456789012:role/flink"
 GAP_S = 60
+# Reading every sink file ten times a second (wait_for's default) takes CPU from the JVM it waits for.
+S3_POLL_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +189,17 @@ def test_sessions_survive_a_snapshot_stop_and_restore(endpoint, aws):
     )
     wait_status(aws, "RUNNING", 240)
     closed_phase1 = 12 * 2
-    wait_for(lambda: len(rows(aws, "sessions")) >= closed_phase1, 120, "the closed sessions of phase 1 in S3")
+    wait_for(
+        lambda: len(rows(aws, "sessions")) >= closed_phase1,
+        120,
+        "the closed sessions of phase 1 in S3",
+        interval=S3_POLL_S,
+    )
     assert len(rows(aws, "rejected_events")) == 1 or wait_for(
-        lambda: len(rows(aws, "rejected_events")) == 1, 30, "the malformed record in the rejected sink"
+        lambda: len(rows(aws, "rejected_events")) == 1,
+        30,
+        "the malformed record in the rejected sink",
+        interval=S3_POLL_S,
     )
 
     kda.stop_application(ApplicationName=APP)
@@ -222,7 +232,12 @@ def test_sessions_survive_a_snapshot_stop_and_restore(endpoint, aws):
     expected += [
         s for s in sessionize(check_records(records, contract).events, contract) if s["user_id"] == 99
     ][:1]
-    wait_for(lambda: len(rows(aws, "sessions")) >= len(expected), 120, f"{len(expected)} sessions in S3")
+    wait_for(
+        lambda: len(rows(aws, "sessions")) >= len(expected),
+        120,
+        f"{len(expected)} sessions in S3",
+        interval=S3_POLL_S,
+    )
     _, stats = companion_get(endpoint, f"/_companion/kinesisanalytics/{APP}")
     kda.stop_application(ApplicationName=APP)
     wait_status(aws, "READY", 180)
@@ -336,7 +351,7 @@ def test_flink_config_reaches_the_job_and_a_failed_snapshot_keeps_it_running(end
     assert config["pipeline.name"] == "config-app-sessions"
     assert config["table.exec.source.idle-timeout"] == "2 s"
     assert config["parallelism.default"] == "1"
-    wait_for(lambda: len(rows(aws, "sessions", app)) == 1, 120, "user 1's session in S3")
+    wait_for(lambda: len(rows(aws, "sessions", app)) == 1, 120, "user 1's session in S3", interval=S3_POLL_S)
 
     # A stop whose snapshot fails for real: Flink cannot create the savepoint directory (a file is in the way).
     blocker = app_dir(endpoint, app) / "savepoints"
@@ -357,7 +372,12 @@ def test_flink_config_reaches_the_job_and_a_failed_snapshot_keeps_it_running(end
 
     # ... which still processes new records (the bridge and the runner's spool feeder resumed).
     put(aws, [clock.event(2, 300, "login"), clock.event(99, 500, device="computer")], stream)
-    wait_for(lambda: len(rows(aws, "sessions", app)) == 3, 120, "the sessions of users 2 and 99 in S3")
+    wait_for(
+        lambda: len(rows(aws, "sessions", app)) == 3,
+        120,
+        "the sessions of users 2 and 99 in S3",
+        interval=S3_POLL_S,
+    )
 
     # The cause gone, the same stop (not forced) works and takes its snapshot.
     blocker.unlink()

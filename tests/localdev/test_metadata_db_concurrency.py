@@ -50,13 +50,13 @@ DAG_FILE = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def probe_env(airflow_db, tmp_path_factory):
-    """An Airflow home whose metadata DB is a fresh database ``probe`` in the session's cluster."""
+def probe_env(migrated_database, tmp_path_factory):
+    """An Airflow home whose metadata DB is a fresh database ``probe`` (Airflow's migrated schema, copied) in the
+    session's cluster."""
     root = tmp_path_factory.mktemp("db-probe")
     (root / "dags").mkdir()
     (root / "dags" / "metadata_db_probe.py").write_text(DAG_FILE)
-    cluster = airflow_env.metadata_db(ENV)
-    cluster.create_database("probe")
+    cluster = migrated_database("probe")
     env = {
         **os.environ,
         **airflow_env.local_env(home=root / "airflow", postgres_dir=cluster.root),
@@ -65,7 +65,6 @@ def probe_env(airflow_db, tmp_path_factory):
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
     }
-    airflow_env.migrate_db(env)
     _airflow(env, "dags", "reserialize")
     return env
 
