@@ -28,6 +28,8 @@ from localdev import processes
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "CLICKSTREAM_STACK_TEST_MARKER"
 READY_LINE = "Running in the foreground"
+# What the stack's processes' command lines show of each part (the Airflow components, endpoint, PostgreSQL).
+STACK_PARTS = ("api_server", "scheduler", "dag-processor", "triggerer", "localdev.aws.gateway", "postgres")
 # The whole stack: endpoint, PostgreSQL, Airflow's API server; the SIGKILL case also starts the Flink JVM.
 pytestmark = [pytest.mark.integration, pytest.mark.jvm, pytest.mark.slow]
 
@@ -114,6 +116,22 @@ class Launcher:
             assert time.monotonic() < deadline, f"not ready within {timeout:.0f}s:\n{self.output()}"
             time.sleep(1)
 
+    def wait_running(self, words: tuple[str, ...], timeout: float) -> list[tuple[int, int]]:
+        """Wait until each of ``words`` is in the command line of one of the stack's processes; the snapshot."""
+        deadline = time.monotonic() + timeout
+        while True:
+            family = self.snapshot()
+            running = _commands(family)
+            if all(word in running for word in words):
+                return family
+            assert self.proc.poll() is None, (
+                f"the launcher exited with {self.proc.returncode}:\n{self.output()}"
+            )
+            assert time.monotonic() < deadline, (
+                f"not all of {words} running within {timeout:.0f}s:\n{running}\n{self.output()}"
+            )
+            time.sleep(1)
+
     def marked(self) -> list[tuple[int, int]]:
         found = []
         for pid in processes.all_pids():
@@ -163,14 +181,7 @@ def test_sigterm_to_the_foreground_launcher_stops_the_whole_stack(state_dir):
         launcher.wait_ready(240)
         family = launcher.snapshot()
         running = _commands(family)
-        for word in (
-            "api_server",
-            "scheduler",
-            "dag-processor",
-            "triggerer",
-            "localdev.aws.gateway",
-            "postgres",
-        ):
+        for word in STACK_PARTS:
             assert word in running, f"{word} not among the stack's processes:\n{running}"
 
         launcher.proc.send_signal(signal.SIGTERM)
@@ -188,11 +199,13 @@ def test_sigterm_to_the_foreground_launcher_stops_the_whole_stack(state_dir):
 
 
 def test_after_sigkill_of_the_launcher_make_down_stops_everything_it_recorded(state_dir):
-    """With the pipeline (setup, the Flink application's JVM, unpaused DAGs), so down also ends the Flink job."""
+    """With the pipeline (the setup DAG, then the lifecycle DAG starts the Flink application's JVM), so down also
+    ends the Flink job. The launcher is killed as soon as every part `make down` must stop runs (the JVM is the
+    last to appear), not after the lifecycle DAG has seen the application RUNNING: what down has to clean up is
+    the same, and the wait would only add the DAG's sensor interval to the suite."""
     launcher = Launcher(state_dir, "sigkill", pipeline=True)
     try:
-        launcher.wait_ready(300)
-        family = launcher.snapshot()
+        family = launcher.wait_running(STACK_PARTS + ("java",), 300)
         running = _commands(family)
         assert "java" in running, f"no Flink JVM among the stack's processes:\n{running}"
 
