@@ -52,7 +52,7 @@ def create_alerting() -> Changes:
 
 
 def create_catalog() -> Changes:
-    """The Glue database and the raw, compacted and quarantine tables."""
+    """The Glue database and its tables: raw, compacted and quarantine events, sessions and stream_sessions."""
     glue, cfg = client("glue"), settings()
     changes = ensure_glue_database(glue, cfg.glue_database)
     for table_input in catalog_tables(cfg):

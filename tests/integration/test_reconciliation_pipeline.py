@@ -4,22 +4,30 @@ two quiet minutes past H's settle horizon (they move the stream's watermark, i.e
 clickstream_compaction of the hours H's batch reads → clickstream_reconciliation of H.
 
 One Flink job serves the scenarios in event-time order (a later scenario's events would be late for an earlier
-hour): 08:00 no faults, 09:00 late events, 10:00 duplicates, 11:00 a forced stop for part of the hour (a second
-JVM: restart without snapshot), then the repair run of 11:00. Settle minutes are shortened to 2 by environment.
+hour): H1 no faults, H2 late events, H3 duplicates, HR copies resent past the dedup horizon, HA/HB sessions
+across hour boundaries, H4 a forced stop for part of the hour (a second JVM: restart without snapshot), then
+the repair run of H4. Settle minutes are shortened to 2 by environment, and the job's dedup horizon to 10 s by
+its contract property group (the test cannot wait 10 minutes between a record and its copy).
+Every record the producer runs send is kept in ``SENT``: the ground truth the reports are checked against.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pyarrow.parquet as pq
 import pytest
 
 from include.config import settings
-from include.producer import ProducerParams, generate
+from include.producer import ProducedRecord, ProducerParams, generate
 from include.reconciliation import layout
+from include.sessions.contract import SessionContract
+from localdev import reference
 from localdev.airflow_env import run_dag, task_result, task_states
 from tests.integration.lake import drain, read_lake, wait_for
 
@@ -29,14 +37,22 @@ DAG_ID = "clickstream_reconciliation"
 SETTLE_MINUTES = 2
 #: Recent hours: the stream's late and rejected ledgers are partitioned by arrival (processing) time, and the
 #: reconciliation reads them up to CLICKSTREAM_RECONCILE_LEDGER_HOURS after H, as in production.
-H1 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)  # no faults
+H1 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=9)  # no faults
 H2 = H1 + timedelta(hours=1)  # late events
 H3 = H1 + timedelta(hours=2)  # duplicates
-H4 = H1 + timedelta(hours=3)  # forced stop for part of the hour
+HR = H1 + timedelta(hours=3)  # copies resent past the dedup horizon (its quiet minutes are in H1 + 4 h)
+HA = H1 + timedelta(hours=5)  # sessions across HA/HB and HB/HB+1, some open at the settle horizon
+HB = H1 + timedelta(hours=6)
+H4 = H1 + timedelta(hours=7)  # forced stop for part of the hour
 PARAMS = {"users": 400, "events_per_second": 2.0, "seed": 11}
 QUIET = {"users": 400, "events_per_second": 0.5, "seed": 12}
 MINUTES = 5
 COMPACT_CONF = {"allowed_lateness_seconds": 0}
+#: The running job's dedup horizon (contract property dedup.horizon.ms; at least the 5 s watermark delay).
+DEDUP_HORIZON_MS = 10_000
+CONTRACT = SessionContract(dedup_horizon_ms=DEDUP_HORIZON_MS)
+#: Every record the module's producer runs sent, in send order (the ground truth).
+SENT: list[ProducedRecord] = []
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -47,16 +63,15 @@ def _lifecycle(**conf):
 
 
 def _produce(start: datetime, minutes: int, params: dict) -> list[bytes]:
-    """clickstream_producer for each minute [start, start + minutes); the records it sent."""
+    """clickstream_producer for each minute [start, start + minutes); the records it sent (kept in SENT)."""
     sent = []
     for i in range(minutes):
         end = start + timedelta(minutes=i + 1)
         run = run_dag("clickstream_producer", logical_date=end, conf=params)
         assert run.state == "success", task_states(run)
-        sent += [
-            r.data
-            for r in generate(ProducerParams.from_dict(params), end - timedelta(minutes=1), end).records
-        ]
+        records = generate(ProducerParams.from_dict(params), end - timedelta(minutes=1), end).records
+        SENT.extend(records)
+        sent += [r.data for r in records]
     return sent
 
 
@@ -114,6 +129,62 @@ def _partition(glue, hour: datetime) -> dict:
     )["Partition"]
 
 
+def _ms(value: datetime | str) -> int:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return round(value.timestamp() * 1000)
+
+
+def _truth(hour: datetime) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(settled, deferred) sessions starting in ``hour`` by session_id, from every event SENT up to the hour's
+    settle horizon: what the batch must compute."""
+    horizon = _ms(hour + timedelta(hours=1, minutes=SETTLE_MINUTES))
+    events: dict[str, reference.Event] = {}
+    for r in SENT:
+        if r.event is not None and r.event_id not in events and r.event_ms <= horizon:
+            events[r.event_id] = reference.to_event(reference.extract_fields(r.data.decode()))
+    settled, deferred = {}, {}
+    for row in reference.sessionize(events.values(), CONTRACT):
+        if _ms(hour) <= _ms(row["session_start"]) < _ms(hour + timedelta(hours=1)):
+            unsettled = _ms(row["last_event_at"]) + CONTRACT.gap_ms > horizon
+            (deferred if unsettled else settled)[row["session_id"]] = row
+    return settled, deferred
+
+
+def _batch_sessions(s3, hour: datetime) -> list[dict]:
+    body = s3.get_object(Bucket=settings().bucket, Key=layout.batch_sessions_key(settings(), hour))["Body"]
+    return pq.read_table(io.BytesIO(body.read())).to_pylist()
+
+
+def _stream_session_files(s3, hour: datetime) -> list[tuple[str, list[dict]]]:
+    """(key, rows) of the committed part files of the stream's session partition of ``hour``."""
+    prefix = layout.stream_prefix(settings(), layout.STREAM_SESSIONS, hour)
+    listed = s3.list_objects_v2(Bucket=settings().bucket, Prefix=prefix).get("Contents", [])
+    files = []
+    for obj in listed:
+        if layout.is_committed_part(obj["Key"]):
+            text = s3.get_object(Bucket=settings().bucket, Key=obj["Key"])["Body"].read().decode()
+            files.append((obj["Key"], [json.loads(line) for line in text.splitlines() if line.strip()]))
+    return files
+
+
+def _wait_for_stream(s3, until: datetime) -> None:
+    """Until the job has committed a metrics window ending at ``until``: it has read the events before it."""
+    from include.reconciliation.progress import stream_progress
+
+    def passed():
+        marker = stream_progress(s3, settings().bucket, settings(), until, datetime.now(UTC))
+        return marker is not None and marker >= until
+
+    wait_for(passed, timeout=120, interval=2, what=f"the stream's progress past {until:%H:%M}")
+
+
+def _extra_of(hour: datetime) -> dict:
+    """The newest clickstream_sessions asset event's extra for ``hour``."""
+    wanted = f"{hour:%Y-%m-%dT%H}:00:00.000Z"
+    return [e for e in _asset_extras() if e.get("hour") == wanted][-1]
+
+
 def _alerts(sqs, url: str) -> list[str]:
     bodies = []
     while True:
@@ -163,6 +234,7 @@ def lake(airflow_db, tmp_path_factory):
     try:
         run = run_dag("clickstream_setup")
         assert run.state == "success", task_states(run)
+        _set_contract(make("kinesisanalyticsv2"), CONTRACT)
         _lifecycle(action="start")
         sqs = make("sqs")
         inbox = sqs.get_queue_url(QueueName=settings().alert_queue)["QueueUrl"]
@@ -179,6 +251,30 @@ def lake(airflow_db, tmp_path_factory):
             else:
                 os.environ[key] = value
         endpoint.stop()
+
+
+def _set_contract(kda, contract: SessionContract) -> None:
+    """Run the (stopped) application with ``contract``: its contract.config.0 property group, as on AWS."""
+    from include.flink_app.flink_job import GROUP_CONTRACT
+
+    name = settings().flink_app
+    detail = kda.describe_application(ApplicationName=name)["ApplicationDetail"]
+    described = detail["ApplicationConfigurationDescription"]["EnvironmentPropertyDescriptions"]
+    groups = [g for g in described["PropertyGroupDescriptions"] if g["PropertyGroupId"] != GROUP_CONTRACT]
+    groups.append({"PropertyGroupId": GROUP_CONTRACT, "PropertyMap": contract.to_properties()})
+    kda.update_application(
+        ApplicationName=name,
+        CurrentApplicationVersionId=detail["ApplicationVersionId"],
+        ApplicationConfigurationUpdate={"EnvironmentPropertyUpdates": {"PropertyGroups": groups}},
+    )
+    wait_for(
+        lambda: (
+            kda.describe_application(ApplicationName=name)["ApplicationDetail"]["ApplicationStatus"]
+            == "READY"
+        ),
+        timeout=60,
+        what=f"{name} READY after the contract update",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -300,6 +396,136 @@ def test_duplicates_pass(lake, clean_hour):
     assert (
         report["counts"]["matched"] + report["counts"]["duplicate"] == report["totals"]["batch"]["sessions"]
     )
+
+
+def test_stream_sessions_table_reads_the_files_flink_writes(lake, clean_hour):
+    """The Glue table clickstream_setup created over the stream's sessions: a file the job wrote has exactly its
+    columns with values of its types, under the partition its projection names, by session-start hour."""
+    from include.reconciliation.catalog import STREAM_SESSIONS_TABLE
+
+    make, _ = lake
+    table = make("glue").get_table(DatabaseName=settings().glue_database, Name=STREAM_SESSIONS_TABLE)["Table"]
+    columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+    python_type = {"string": str, "int": int, "bigint": int}
+    files = _stream_session_files(make("s3"), H1)
+    # every session the stream wrote for H1 (all closed), as the reconciliation counted them
+    assert sum(len(rows) for _, rows in files) == _report(make("s3"), H1)["totals"]["stream"]["sessions"] > 50
+    template = table["Parameters"]["storage.location.template"]
+    partition = template.replace("${dt}", f"{H1:%Y-%m-%d}").replace("${hr}", f"{H1:%H}")
+    for key, rows in files:
+        assert f"s3://{settings().bucket}/{key}".startswith(partition), (key, partition)
+        for row in rows:
+            assert list(row) == [name for name, _ in columns], row
+            assert all(type(row[name]) is python_type[typ] for name, typ in columns), row
+            assert row["session_start"].startswith(f"{H1:%Y-%m-%dT%H}:")
+
+
+@pytest.fixture(scope="module")
+def resent_hour(lake, clean_hour):
+    """HR: originals in minutes 55-57; once the job has read them and its dedup horizon has passed, minutes 58-59
+    resend a fifth of the events of minutes 55-56 (180 s after their original)."""
+    make, _ = lake
+    s3 = make("s3")
+    sent = _produce(HR + timedelta(minutes=55), 3, PARAMS)
+    _wait_for_stream(s3, HR + timedelta(minutes=57))
+    time.sleep(DEDUP_HORIZON_MS / 1000 + 5)  # the job forgets the event ids of minutes 55-56
+    sent += _produce(
+        HR + timedelta(minutes=58), 2, {**PARAMS, "resend_fraction": 0.2, "resend_delay_seconds": 180.0}
+    )
+    sent += _produce_quiet(HR)
+    _wait_for_firehose(s3, sent)
+    _compact(HR - timedelta(hours=1), HR, HR + timedelta(hours=1))  # HR - 1 h too: it may run on its own (-k)
+    _wait_until_ready(HR)
+    return _reconcile(HR)
+
+
+def test_copies_resent_past_the_dedup_horizon_pass_and_agree_with_the_ground_truth(lake, resent_hour):
+    report = _report(lake[0]("s3"), HR)
+    assert resent_hour.state == "success", (task_states(resent_hour), report["counts"])
+    resent = [r for r in SENT if r.kind == "resent" and _ms(HR) <= r.event_ms < _ms(HR + timedelta(hours=1))]
+    assert len(resent) > 10
+    settled, deferred = _truth(HR)
+    batch, stream = report["totals"]["batch"], report["totals"]["stream"]
+    assert report["status"] == "passed" and report["passed"] is True
+    # The job had forgotten the originals, so it did not drop the copies as duplicates: far behind the
+    # watermark, each went to its late ledger. Its sessions count distinct event ids, so no session counts a
+    # copy: every session matches, and the copies show as the batch's extra raw copies and the duplicate rate.
+    assert stream["late_events"] == len({r.event_id for r in resent})
+    assert batch["extra_raw_copies"] == len(resent)
+    assert batch["duplicate_rate"] == round(len(resent) / (batch["hour_events"] + len(resent)), 6)
+    assert report["counts"]["matched"] == batch["sessions"] == len(settled), report["counts"]
+    assert report["counts"]["deferred"] == batch["deferred_sessions"] == len(deferred)
+    assert batch["events"] == stream["compared_events"] == sum(s["event_count"] for s in settled.values())
+    assert report["differences"] == []
+    extra = _extra_of(HR)
+    assert extra["status"] == "passed" and extra["counts"] == report["counts"]
+    assert extra["totals"]["batch_sessions"] == len(settled)
+    assert extra["totals"]["duplicate_rate"] == batch["duplicate_rate"] > 0
+
+
+@pytest.fixture(scope="module")
+def boundary_hours(lake, resent_hour):
+    """HA and HB: the producer runs over both hour boundaries (HA→HB, HB→HB+1) and past each settle horizon."""
+    make, _ = lake
+    s3 = make("s3")
+    sent = _produce(HB - timedelta(minutes=2), 5, PARAMS)
+    sent += _produce(HB + timedelta(minutes=58), 5, PARAMS)
+    _wait_for_firehose(s3, sent)
+    _compact(HA, HB, HB + timedelta(hours=1))
+    runs = {}
+    for hour in (HA, HB):
+        _wait_until_ready(hour)
+        runs[hour] = _reconcile(hour)
+    return runs
+
+
+def test_sessions_across_the_hour_are_attributed_to_their_start_hour_once(lake, boundary_hours):
+    make, _ = lake
+    s3, glue = make("s3"), make("glue")
+    truth = {hour: _truth(hour) for hour in (HA, HB)}
+    published: Counter = Counter()
+    streamed: dict[datetime, Counter] = {}
+    for hour in (HA, HB):
+        run, report = boundary_hours[hour], _report(s3, hour)
+        assert run.state == "success", (task_states(run), report["counts"])
+        settled, deferred = truth[hour]
+        next_hour = _ms(hour + timedelta(hours=1))
+        assert any(_ms(s["last_event_at"]) >= next_hour for s in settled.values()), (
+            f"no settled session of {hour:%H}:00 runs into the next hour"
+        )
+        assert report["status"] == "passed" and report["differences"] == []
+        assert report["counts"]["matched"] == report["totals"]["batch"]["sessions"] == len(settled)
+        assert report["counts"]["deferred"] == report["totals"]["batch"]["deferred_sessions"] == len(deferred)
+        assert _partition(glue, hour)["Parameters"]["reconciliation_status"] == "passed"
+        assert _extra_of(hour)["counts"] == report["counts"]
+        rows = _batch_sessions(s3, hour)
+        published.update(r["session_id"] for r in rows)
+        # settled sessions are published exactly as the producer's events make them; deferred ones too
+        # (as far as the settle horizon), in the partition of their start hour
+        assert {r["session_id"]: r for r in rows if r["session_id"] in settled} == settled
+        assert {r["session_id"] for r in rows} == set(settled) | set(deferred)
+        streamed[hour] = Counter(r["session_id"] for _, got in _stream_session_files(s3, hour) for r in got)
+    # a session across HA/HB is in HA's report, batch partition and stream partition, and nowhere in HB's
+    assert set(published.values()) == {1}
+    assert len(published) == sum(len(s) + len(d) for s, d in truth.values())
+    for hour, other in ((HA, HB), (HB, HA)):
+        settled = truth[hour][0]
+        assert all(streamed[hour][sid] == 1 for sid in settled), f"stream partition of {hour:%H}:00"
+        assert not set(settled) & set(streamed[other])
+
+
+def test_a_session_open_at_the_settle_horizon_is_deferred_on_both_sides(lake, boundary_hours):
+    """HA's settle horizon is HB + 2 min; the producer ran to HB + 3 min, so the stream has closed HA's sessions
+    that were still open at the horizon: both sides count them deferred, none is compared."""
+    report = _report(lake[0]("s3"), HA)
+    _, deferred = _truth(HA)
+    assert deferred, "no session of HA is open at its settle horizon"
+    totals = report["totals"]
+    assert totals["batch"]["deferred_sessions"] == totals["stream"]["deferred_sessions"] == len(deferred)
+    assert report["counts"]["deferred"] == len(deferred)
+    assert report["totals"]["unexplained_sessions"] == 0
+    compared = {d["session_start"] for d in report["differences"]}
+    assert not compared & {s["session_start"] for s in deferred.values()}
 
 
 def test_a_forced_stop_fails_alerts_and_the_repair_run_records_the_repair(lake, clean_hour, monkeypatch):
