@@ -162,6 +162,18 @@ def s3():
         yield client
 
 
+@pytest.fixture(scope="module")
+def full_report(data, tmp_path_factory):
+    """The report of the whole lake, its hours left to the default (the hours with data): built once, as the
+    rendering of its eight charts is most of these tests' time."""
+    out = tmp_path_factory.mktemp("report")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        _write_lake(client, data)
+        return build_report(client, BUCKET, SETTINGS, None, out), out
+
+
 def _per_minute(sessions) -> Counter:
     """Sessions by the minute of session_start, parsed as datetimes (not by the report's string slicing)."""
     starts = [datetime.strptime(s["session_start"], "%Y-%m-%dT%H:%M:%S.%fZ") for s in sessions]
@@ -196,9 +208,8 @@ class _Tables(HTMLParser):
             self.tables[self._current][-1].append(text)
 
 
-def test_report_charts_hold_the_numbers_the_data_implies(s3, data, tmp_path):
-    _write_lake(s3, data)
-    files = build_report(s3, BUCKET, SETTINGS, [HOUR], tmp_path)
+def test_report_charts_hold_the_numbers_the_data_implies(full_report, data):
+    files, tmp_path = full_report
     charts = {c.name: c for c in files.analytics.charts}
     assert set(charts) == {
         "sessions_per_minute",
@@ -293,9 +304,8 @@ def test_report_recomputes_batch_sessions_when_none_are_published(s3, data, tmp_
     assert "recomputed here from the compacted Parquet" in notes and "No reconciliation report" in notes
 
 
-def test_report_default_hours_are_the_hours_with_data(s3, data, tmp_path):
-    _write_lake(s3, data)
-    files = build_report(s3, BUCKET, SETTINGS, None, tmp_path)
+def test_report_default_hours_are_the_hours_with_data(full_report):
+    files, _ = full_report
     assert files.lake.hours == [HOUR]
 
 
