@@ -110,13 +110,17 @@ class Background(threading.Thread):
         self._work = work
         self._value: Any = None
         self._error: BaseException | None = None
+        self.seconds = 0.0  # how long ``work`` took, once it has finished
         self.start()
 
     def run(self) -> None:
+        started = time.monotonic()
         try:
             self._value = self._work()
         except BaseException as exc:  # handed to the caller of result()
             self._error = exc
+        finally:
+            self.seconds = time.monotonic() - started
 
     def result(self) -> Any:
         self.join()
@@ -369,26 +373,37 @@ class Demo:
         # is not at Airflow's head, while this process loads Airflow and builds what its first DAG run needs.
         with self.ui.stage("Metadata DB + endpoint") as stage:
             endpoint = LocalEndpoint(port=self.args.port, state_dir=local_airflow.REPO / ".local" / "aws")
+            started = time.monotonic()
+            steps: list[str] = []
+
+            def step(what: str) -> None:
+                steps.append(f"{what} +{time.monotonic() - started:.1f} s")
+
             endpoint_started = Background("endpoint", endpoint.start)
             stage.progress("PostgreSQL")
             cluster = local_airflow.metadata_db(env).start()
             revision = schema_revision(cluster.url())
+            step(f"PostgreSQL up (schema {revision})")
             # Airflow is imported here before `airflow db migrate` imports it: on a fresh clone the first import
-            # compiles every module's bytecode, and two processes importing at once would both compile it (the
-            # start took 67 s instead of about 45 s, measured under load).
+            # compiles every module's bytecode, which two processes importing at once would both do.
             stage.progress("loading Airflow")
             head = airflow_schema_head()
+            step("Airflow imported")
             migration = None
             if head is None or revision != head:
                 migration = Background("migrate", lambda: local_airflow.migrate_db(env))
             stage.progress("in-process execution API, DAGs" + (", migrating the schema" if migration else ""))
             warm_up_dag_runs()
+            step("execution API and DAGs ready")
             if migration is not None:
                 migration.result()
+                step(f"airflow db migrate done (took {migration.seconds:.1f} s)")
             schema = f"schema {'migrated to' if migration else 'already at'} {head or 'head'}"
             self.ui.log(f"metadata DB {cluster.url()}: {schema} (was {revision})")
             stage.progress("local AWS endpoint")
             endpoint_started.result()
+            step(f"endpoint ready (took {endpoint_started.seconds:.1f} s)")
+            self.ui.log("start-up: " + "; ".join(steps))
             self.endpoint_url = endpoint.url
             self.s3 = _s3(endpoint.url)
             stage.done(
