@@ -53,7 +53,7 @@ from localdev.demo_console import DemoConsole, StageFailed, first_line
 DEMO_BUFFER_SECONDS = "5"
 #: Commit the Flink sinks every 2 s (AWS default: 60 s) so the sessions show up while you watch: the app turns
 #: RUNNING at its first checkpoint, and the waits for the stream's progress marker end one checkpoint after
-#: the marker moved (measured with 5 s: each start and each wait took about 3 s longer).
+#: the marker moved (measured: the wait for A's horizon took 6-10 s with 5 s checkpoints, 0.2-2.7 s with 2 s).
 DEMO_FLINK_CHECKPOINT_MS = "2000"
 DEMO_FLINK_ROLLOVER = "2 s"
 #: The reconciliation's settle minutes L (production: 30): two past hours can then be reconciled minutes after
