@@ -94,6 +94,10 @@ class Settings:
     #: A local path of the Flink Kinesis SQL connector jar that setup puts into the application zip (see
     #: include/flink_app/package.py); empty leaves it out (enough for the local endpoint, not for AWS).
     kinesis_connector_jar: str = field(default_factory=lambda: _env("CLICKSTREAM_KINESIS_CONNECTOR_JAR", ""))
+    #: A local path of a prebuilt source-format jar (``python -m include.flink_app.format_jar --out jars/``) that
+    #: setup puts into the application zip; empty compiles it on the worker, which needs a JDK and PyFlink (local
+    #: only: MWAA workers have neither). A jar built from other Java sources than include/'s is refused.
+    flink_format_jar: str = field(default_factory=lambda: _env("CLICKSTREAM_FLINK_FORMAT_JAR", ""))
     flink_role_arn: str = field(
         default_factory=lambda: _env(
             "CLICKSTREAM_FLINK_ROLE_ARN", "arn:aws:iam::123456789012:role/clickstream-flink"

@@ -1,6 +1,6 @@
 """Build the Managed Service for Apache Flink application zip, and upload it to S3.
 
-``python -m include.flink_app.package --out dist/flink-app.zip [--kinesis-connector-jar PATH]``
+``python -m include.flink_app.package --out dist/flink-app.zip [--kinesis-connector-jar PATH] [--format-jar PATH]``
 
 The zip's content is derived, never listed by hand:
 
@@ -13,9 +13,10 @@ The zip's content is derived, never listed by hand:
 * ``vendor/`` with the third-party packages those modules import, minus the standard library and what the
   Flink runtime provides (:data:`RUNTIME_PROVIDED`), plus their own requirements: jinja2 and markupsafe (pure
   Python; Managed Flink installs no pip packages);
-* ``lib/`` with the source format's jar, compiled here from ``include/flink_app/java``
-  (:mod:`include.flink_app.format_jar`; ``main.py`` puts it on ``pipeline.jars``), and the Kinesis SQL
-  connector jar, when given (Managed Flink's ``jarfile``).
+* ``lib/`` with the source format's jar (``main.py`` puts it on ``pipeline.jars``): the prebuilt one named by
+  ``--format-jar`` / ``CLICKSTREAM_FLINK_FORMAT_JAR`` when set (Airflow workers on AWS have no JDK; its recorded
+  source digest must match ``include/flink_app/java``), else compiled here (:mod:`include.flink_app.format_jar`);
+  and the Kinesis SQL connector jar, when given (Managed Flink's ``jarfile``).
 
 The build is deterministic (sorted entries, fixed timestamps), so an unchanged application gives the same
 bytes and the same S3 ETag.
@@ -209,9 +210,12 @@ def run_options(kinesis_connector_jar: Path | str | None) -> dict[str, str]:
     return options
 
 
-def build(out: Path, kinesis_connector_jar: Path | None = None) -> dict[str, Any]:
-    """Write the zip; returns its manifest (entries, sha256, whether the connector is included)."""
-    files = application_files(kinesis_connector_jar, format_jar.cached())
+def build(
+    out: Path, kinesis_connector_jar: Path | None = None, prebuilt_format_jar: Path | None = None
+) -> dict[str, Any]:
+    """Write the zip; returns its manifest (entries, sha256, whether the connector is included).
+    ``prebuilt_format_jar`` replaces compiling the format here (:func:`format_jar.resolve`)."""
+    files = application_files(kinesis_connector_jar, format_jar.resolve(prebuilt_format_jar))
     return _write_zip(out, files, kinesis_connector_jar)
 
 
@@ -267,9 +271,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"the {KINESIS_CONNECTOR} jar (from Maven Central); without it the zip runs only locally",
     )
+    parser.add_argument(
+        "--format-jar",
+        type=Path,
+        default=None,
+        help=f"a prebuilt {format_jar.JAR_NAME} (default: {format_jar.PREBUILT_SETTING}; unset: compile it here)",
+    )
     args = parser.parse_args(argv)
+    if args.format_jar is None:
+        from include.config import settings
+
+        configured = settings().flink_format_jar
+        args.format_jar = Path(configured) if configured else None
     try:
-        manifest = build(args.out, args.kinesis_connector_jar)
+        manifest = build(args.out, args.kinesis_connector_jar, args.format_jar)
     except (PackageError, format_jar.FormatJarError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

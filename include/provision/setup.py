@@ -69,9 +69,11 @@ def publish_flink_code() -> dict[str, Any]:
 
     cfg = settings()
     jar = Path(cfg.kinesis_connector_jar) if cfg.kinesis_connector_jar else None
+    # Prebuilt on AWS (workers have no JDK); unset, the format jar is compiled here (local).
+    format_jar = Path(cfg.flink_format_jar) if cfg.flink_format_jar else None
     with tempfile.TemporaryDirectory() as tmp:
         zip_path = Path(tmp) / "flink-app.zip"
-        manifest = build(zip_path, jar)
+        manifest = build(zip_path, jar, format_jar)
         uploaded = upload(client("s3"), cfg.artifacts_bucket, cfg.flink_code_key, zip_path)
     log.info("uploaded s3://%s/%s (%s bytes)", cfg.artifacts_bucket, cfg.flink_code_key, manifest["bytes"])
     return {"etag": uploaded["etag"], "run_options": manifest["run_options"]}
