@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from include.flink_app import flink_job, package
+from include.flink_app import flink_job, format_jar, package
 from include.flink_app import main as app_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,6 +185,78 @@ def test_build_refuses_a_bad_connector_jar(tmp_path, make, message):
     with pytest.raises(package.PackageError, match=message):
         package.build(tmp_path / "app.zip", jar)
     assert not (tmp_path / "app.zip").exists()
+
+
+def _with_manifest(source: Path, out: Path, manifest: str | None) -> Path:
+    """A copy of the jar ``source`` whose manifest is ``manifest`` (None: no manifest at all)."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(out, "w") as copy:
+        for name in original.namelist():
+            if name != "META-INF/MANIFEST.MF":
+                copy.writestr(name, original.read(name))
+        if manifest is not None:
+            copy.writestr("META-INF/MANIFEST.MF", manifest)
+    return out
+
+
+def test_a_prebuilt_format_jar_gives_the_zip_a_local_build_gives(tmp_path):
+    """What setup does on AWS (CLICKSTREAM_FLINK_FORMAT_JAR) and what it does locally yield the same bytes."""
+    prebuilt = tmp_path / "jars" / format_jar.JAR_NAME
+    prebuilt.parent.mkdir()
+    prebuilt.write_bytes(format_jar.cached().read_bytes())
+    assert format_jar.jar_digest(prebuilt) == format_jar.source_digest()
+    from_prebuilt = package.build(tmp_path / "prebuilt.zip", None, prebuilt)
+    compiled_here = package.build(tmp_path / "local.zip")
+    assert from_prebuilt["sha256"] == compiled_here["sha256"]
+    with zipfile.ZipFile(tmp_path / "prebuilt.zip") as archive:
+        assert archive.read(f"lib/{flink_job.FORMAT_JAR}") == prebuilt.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("manifest", "recorded"),
+    [
+        ("Manifest-Version: 1.0\r\nClickstream-Source-Digest: 0123456789abcdef\r\n\r\n", "0123456789abcdef"),
+        ("Manifest-Version: 1.0\r\n\r\n", "missing"),
+        (None, "missing"),
+    ],
+)
+def test_a_format_jar_from_other_sources_is_refused(tmp_path, manifest, recorded):
+    stale = _with_manifest(format_jar.cached(), tmp_path / format_jar.JAR_NAME, manifest)
+    expected = format_jar.source_digest()
+    with pytest.raises(format_jar.FormatJarError) as refused:
+        package.build(tmp_path / "app.zip", None, stale)
+    message = str(refused.value)
+    assert f"the format jar {stale} was built from other sources" in message
+    assert f"Clickstream-Source-Digest is {recorded}" in message
+    assert f"the sources in {format_jar.JAVA_ROOT} have {expected}" in message
+    assert "python -m include.flink_app.format_jar --out jars/" in message
+    assert message.startswith("CLICKSTREAM_FLINK_FORMAT_JAR:")
+    assert not (tmp_path / "app.zip").exists()
+
+
+def test_a_missing_or_broken_format_jar_is_refused(tmp_path):
+    with pytest.raises(format_jar.FormatJarError, match=f"format jar {tmp_path}/nope.jar does not exist"):
+        package.build(tmp_path / "app.zip", None, tmp_path / "nope.jar")
+    (tmp_path / "text.jar").write_text("not a jar")
+    with pytest.raises(format_jar.FormatJarError, match=f"{tmp_path}/text.jar is not a jar"):
+        package.build(tmp_path / "app.zip", None, tmp_path / "text.jar")
+
+
+def test_without_javac_and_without_the_setting_the_error_says_what_to_set(tmp_path, monkeypatch):
+    """An Airflow worker without a JDK and an empty cache: the message names the setting and the command."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(format_jar.ToolchainMissing) as refused:
+        format_jar.resolve(None, cache_dir=tmp_path / "cache")
+    message = str(refused.value)
+    assert "javac not found on PATH" in message
+    assert "set CLICKSTREAM_FLINK_FORMAT_JAR to its path" in message
+    assert "`python -m include.flink_app.format_jar --out jars/` (or `make flink-jars`)" in message
+
+
+def test_the_command_line_takes_the_prebuilt_jar_from_the_setting(tmp_path, monkeypatch, capsys):
+    stale = _with_manifest(format_jar.cached(), tmp_path / format_jar.JAR_NAME, None)
+    monkeypatch.setenv("CLICKSTREAM_FLINK_FORMAT_JAR", str(stale))
+    assert package.main(["--out", str(tmp_path / "app.zip")]) == 1
+    assert f"error: CLICKSTREAM_FLINK_FORMAT_JAR: the format jar {stale}" in capsys.readouterr().err
 
 
 def test_load_properties_reads_the_env_path_and_names_what_is_missing(tmp_path):
