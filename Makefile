@@ -11,7 +11,7 @@ ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 endif
 
-.PHONY: help bootstrap sync browser requirements up down status demo test test-fast lint format bench airflow airflow-down clean
+.PHONY: help bootstrap sync browser requirements flink-jars up down status demo test test-fast lint format bench airflow airflow-down clean
 
 help:
 	@echo "make demo    - start the local AWS endpoint and run the pipeline through Airflow (prints where data landed)"
@@ -22,6 +22,7 @@ help:
 	@echo "make airflow - make up in the foreground (Ctrl-C stops everything)"
 	@echo "make bench   - benchmarks (results go to docs/performance.md by hand)"
 	@echo "make requirements - regenerate requirements/mwaa.txt (what a deployment installs) from uv.lock"
+	@echo "make flink-jars - build the Flink source-format jar a deployment ships (into FLINK_JARS_DIR, default dist/jars)"
 
 $(UV):
 	@command -v python$(PY_VERSION) >/dev/null || { echo "python$(PY_VERSION) is required"; exit 1; }
@@ -37,6 +38,11 @@ sync: bootstrap
 # requirements/mwaa.txt from the lock; tests/test_packaging.py fails when it is stale.
 requirements: sync
 	UV=$(UV) $(RUN) python -m localdev.requirements
+
+# The source-format jar for the Airflow workers (no JDK on MWAA): needs javac 17+; docs/deploy-aws.md section 6.
+FLINK_JARS_DIR ?= dist/jars
+flink-jars: sync
+	$(RUN) python -m include.flink_app.format_jar --out $(FLINK_JARS_DIR)
 
 # The whole local stack (AWS endpoint, PostgreSQL, Airflow, the Flink app, live DAGs), detached; PIDs under .local/.
 up: sync

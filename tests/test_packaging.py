@@ -1,6 +1,6 @@
 """What ships and what it needs: requirements/mwaa.txt matches the lock, a clean Airflow venv installed from it
-parses every DAG and imports every shipped module without the local-only tools, and no wheel carries a top-level
-``include`` or ``localdev`` package."""
+parses every DAG, imports every shipped module and builds the Flink application zip (from a prebuilt format jar)
+without the local-only tools, and no wheel carries a top-level ``include`` or ``localdev`` package."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from include.flink_app import format_jar
+from include.flink_app import package as flink_package
 from localdev import requirements
 
 pytestmark = pytest.mark.slow
@@ -208,3 +210,33 @@ def test_runtime_requirements_install_clean_and_every_dag_imports(tmp_path):
     )
     assert result["failed"] == {}
     assert result["importable"] == {"pyflink": False, "moto": False, "jq": False}
+
+    _flink_zip_builds_from_a_prebuilt_format_jar(python, probe_env, tmp_path)
+
+
+def _flink_zip_builds_from_a_prebuilt_format_jar(
+    python: Path, probe_env: dict[str, str], tmp_path: Path
+) -> None:
+    """setup's publish_flink_code on an MWAA worker: no PyFlink, no javac; the jar built for the deployment
+    (``python -m include.flink_app.format_jar --out jars/``, here) is named by CLICKSTREAM_FLINK_FORMAT_JAR."""
+    jars = tmp_path / "jars"
+    assert format_jar.main(["--out", str(jars)]) == 0
+    prebuilt = jars / format_jar.JAR_NAME
+    no_jdk = {**probe_env, "PATH": str(python.parent)}  # the venv's bin/ only: no javac, no java
+    assert not (python.parent / "javac").exists()
+    command = [str(python), "-m", "include.flink_app.package", "--out"]
+
+    without = subprocess.run(
+        [*command, str(tmp_path / "none.zip")], env=no_jdk, cwd=REPO, capture_output=True, text=True
+    )
+    assert without.returncode == 1, without.stderr
+    assert "set CLICKSTREAM_FLINK_FORMAT_JAR to its path" in without.stderr
+    assert not (tmp_path / "none.zip").exists()
+
+    on_worker = tmp_path / "worker.zip"
+    _run([*command, str(on_worker)], env={**no_jdk, "CLICKSTREAM_FLINK_FORMAT_JAR": str(prebuilt)}, cwd=REPO)
+    with zipfile.ZipFile(on_worker) as archive:
+        assert archive.read(f"lib/{format_jar.JAR_NAME}") == prebuilt.read_bytes()
+    # The worker's zip is the one the development environment builds: same sources, same vendored versions.
+    flink_package.build(tmp_path / "here.zip", None, prebuilt)
+    assert on_worker.read_bytes() == (tmp_path / "here.zip").read_bytes()
