@@ -28,10 +28,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from include.flink_app.flink_job import FORMAT_JAR
+
 #: The Java sources and resources of the format.
 JAVA_ROOT = Path(__file__).resolve().parent / "java"
 #: The jar's file name, in the application zip (``lib/``) and in caches.
-JAR_NAME = "clickstream-event-format.jar"
+JAR_NAME = FORMAT_JAR
 #: Java release the classes target (Managed Flink 2.x runs Java 17; javac 17 or newer builds them).
 JAVA_RELEASE = "17"
 #: Where :func:`cached` keeps built jars by default: the user's own cache (never a shared temporary folder).

@@ -99,7 +99,7 @@ def test_kinesis_job_properties_render_the_aws_connector_and_s3_sinks():
     )
     source = job.ddl[0]
     assert "'connector' = 'kinesis'" in source and "'source.init.position' = 'TRIM_HORIZON'" in source
-    assert "'format' = 'raw'" in source
+    assert f"'format' = '{flink_job.SOURCE_FORMAT}'" in source
     assert "'path' = 's3://clickstream-lake/flink/sessions'" in job.script()
     assert "INTERVAL '120' SECOND(3)" in job.script()
     assert job.config["table.exec.state.ttl"] == "600000 ms" and job.config["table.local-time-zone"] == "UTC"
