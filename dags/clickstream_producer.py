@@ -11,7 +11,8 @@ the Kinesis Data Stream (in place of the seed's EventBridge + Lambda).
 * **Params** (validated before anything is sent; defaults, bounds and help come from
   `include/producer/params.py`, the same the code validates with): `users`, `events_per_second` (at most
   0.01 × `users`: a simulated user clicks at most once every 100 s on average), `seed`, and the fault knobs
-  `late_fraction` / `late_delay_seconds`, `duplicate_fraction`, `malformed_fraction`, `malformed_kinds` (all
+  `late_fraction` / `late_delay_seconds`, `duplicate_fraction`, `resend_fraction` / `resend_delay_seconds`
+  (copies sent again later, e.g. past the stream's dedup horizon), `malformed_fraction`, `malformed_kinds` (all
   off by default). A scheduled run has no conf, so the defaults are what the pipeline produces every minute.
 * **Delivery**: PutRecords in batches of ≤ 500 records / 5 MiB, partition key `user_id`, only failed entries
   retried with exponential backoff and jitter, client-side throttled under the per-shard limits. If records

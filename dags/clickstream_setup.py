@@ -11,8 +11,10 @@ Creates, idempotently, everything the pipeline needs in the account behind the `
 * the Managed Service for Apache Flink application (`FLINK-2_3`, the zip built from `include/flink_app` and
   uploaded to the artifacts bucket, with the Kinesis connector jar from `CLICKSTREAM_KINESIS_CONNECTOR_JAR`,
   property groups for the stream and the S3 sinks, snapshots on),
-* the Glue database with the `raw_events` table (partition projection, so Athena needs no crawler) and the
-  `compacted_events` and `quarantine_events` tables that hourly compaction fills.
+* the Glue database with the `raw_events` table (partition projection, so Athena needs no crawler), the
+  `compacted_events` and `quarantine_events` tables that hourly compaction fills, the `stream_sessions` table
+  (projected) over the Flink application's session output, and the authoritative `sessions` table that hourly
+  reconciliation publishes (one partition per reconciled hour).
 
 Trigger it manually once per environment; a second run changes nothing (every task logs
 `created` / `updated` / `unchanged` per resource, and the `summary` task prints them all). Each task calls one

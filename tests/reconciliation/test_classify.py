@@ -184,6 +184,55 @@ def test_late_ledger_that_does_not_explain_the_stream_is_a_mismatch(tmp_path):
     assert causes_by_user(run(s, tmp_path).report) == {1: "mismatch"}
 
 
+def test_a_copy_resent_past_the_dedup_horizon_is_not_taken_out_of_the_batch_session(tmp_path):
+    """The producer's resend (resend_fraction / resend_delay_seconds): the original reached the stream on time and
+    was counted, the copy arrived after the watermark and went to the late ledger. An id with more raw copies
+    than late and rejected ledger rows may or may not have been counted: the late check tries both."""
+    s = Scenario()
+    # 1: a real late event (150 s) splits the stream's session; the event at 230 s was counted on time and its
+    # resent copy is in the ledger too
+    e1 = [event(1 + i, 1, t) for i, t in enumerate((100, 150, 200, 230))]
+    s.batch += e1 + [e1[3]]
+    s.sessions += stream_sessions([e1[0], e1[2], e1[3]])
+    s.late += [late_row(e1[1], 900), late_row(e1[3], 1500)]
+    # 2: only the resent copy is in the ledger: both sides counted the same events
+    e2 = [event(10 + i, 2, t) for i, t in enumerate((300, 310))]
+    s.batch += e2 + [e2[1]]
+    s.sessions += stream_sessions(e2)
+    s.late.append(late_row(e2[1], 1500))
+    # 3: both copies of an event were late: the stream never counted it
+    e3 = [event(20 + i, 3, t) for i, t in enumerate((400, 450, 500))]
+    s.batch += e3 + [e3[1]]
+    s.sessions += stream_sessions([e3[0], e3[2]])
+    s.late += [late_row(e3[1], 900), late_row(e3[1], 1500)]
+    # 4: the first copy was rejected (ahead of the stream's clock then), the resend was late: never counted
+    e4 = [event(30 + i, 4, t) for i, t in enumerate((600, 650, 700))]
+    s.batch += e4 + [e4[1]]
+    s.sessions += stream_sessions([e4[0], e4[2]])
+    s.rejected.append(rejected_row(line(e4[1]), FUTURE_REASON, 200))
+    s.late.append(late_row(e4[1], 1500))
+    # 5: a late event sent twice at once: the stream dropped the second copy as a duplicate (no row anywhere), so
+    # the raw copies outnumber the ledger rows though the stream never counted the event
+    e5 = [event(40 + i, 5, t) for i, t in enumerate((800, 850, 900))]
+    s.batch += e5 + [e5[1]]
+    s.sessions += stream_sessions([e5[0], e5[2]])
+    s.late.append(late_row(e5[1], 1500))
+    # 6: both at once in one session: a resent copy of a counted event and a late event sent twice
+    e6 = [event(50 + i, 6, t) for i, t in enumerate((1000, 1050, 1100, 1130))]
+    s.batch += e6 + [e6[1], e6[3]]
+    s.sessions += stream_sessions([e6[0], e6[2], e6[3]])
+    s.late += [late_row(e6[1], 1500), late_row(e6[3], 1900)]
+    report = run(s, tmp_path).report
+    assert causes_by_user(report) == {1: "late", 3: "late", 4: "late", 5: "late", 6: "late"}
+    assert report.counts["matched"] == 1 and report.counts["mismatch"] == 0
+    rows = {d["user_id"]: d for d in report.differences}
+    assert rows[1]["evidence"]["late_ledger_events"] == 2  # the ledger's rows, the resent copy among them
+    assert [s["event_count"] for s in rows[1]["stream"]] == [1, 2]
+    # the ledger's distinct event_ids of H, resent copies of counted events included (docs/reconciliation.md)
+    assert report.totals["stream"]["late_events"] == 8
+    assert report.status == STATUS_PASSED
+
+
 @pytest.mark.parametrize(
     ("share", "status"), [(0.001, STATUS_FAILED), (0.33, STATUS_FAILED), (0.5, STATUS_PASSED)]
 )

@@ -152,6 +152,36 @@ hour_events AS (
 )
 {%- endmacro %}
 
+{#- CTEs raw_copy_counts, rejected_rows and late_ledger over the stream's ledgers and the raw copies.
+    late_ledger: one row per event_id of the late ledger, and `never_counted`: every raw copy of the id is a row
+    of the late or the rejected ledger (copies - late rows - rejected rows <= 0), so the stream counted none.
+    Otherwise it may have: the producer resends events, and a copy that reaches the stream after its dedup
+    horizon and the watermark goes to the ledger although the original was counted on time. It may also not
+    have: a copy the stream dropped as a duplicate within its horizon leaves no row anywhere. -#}
+{% macro late_ledger_ctes(stream_late, stream_rejected, raw_copies) -%}
+raw_copy_counts AS (
+    SELECT lower(CAST(event_id AS VARCHAR)) AS event_id, max(copies) AS copies FROM {{ raw_copies }} GROUP BY 1
+),
+rejected_rows AS (
+    SELECT event_id, count(*) AS n_rows FROM (
+        SELECT lower({{ json_str('record', 'event_id') }}) AS event_id FROM {{ stream_rejected }}
+    ) x
+    WHERE event_id IS NOT NULL
+    GROUP BY event_id
+),
+late_ledger AS (
+    SELECT l.event_id,
+        coalesce(c.copies, 1) - l.n_rows - coalesce(x.n_rows, 0) <= 0 AS never_counted
+    FROM (
+        SELECT lower(CAST(event_id AS VARCHAR)) AS event_id, count(*) AS n_rows
+        FROM {{ stream_late }} WHERE event_id IS NOT NULL
+        GROUP BY 1
+    ) l
+    LEFT JOIN raw_copy_counts c ON c.event_id = l.event_id
+    LEFT JOIN rejected_rows x ON x.event_id = l.event_id
+)
+{%- endmacro %}
+
 {#- CTEs <name>_gaps, <name>_numbered and <name>: sessions of `rel` per `part` (a column list) with the
     contract's inclusive gap. `rel` needs event_id and event_ms; `aggs` adds aggregates.
     `count` is count(*) where `rel` has one row per event_id (deduplicated upstream), else count(DISTINCT ...).

@@ -4,7 +4,10 @@
       deferred           the batch session is not settled (last_event_at + gap > H + 1 h + L): not compared
       matched            a stream session with the same session_start, last_event_at and event_count
       late               the late ledger holds an event of the session, and sessionizing its events without
-                         the ledger's gives exactly the stream sessions that overlap it
+                         the ledger's gives exactly the stream sessions that overlap it; an event whose copy
+                         the producer resent past the dedup horizon is in the ledger though the stream counted
+                         the original on time, so an id the stream may have counted (more raw copies
+                         than ledger rows) is tried both ways (late_ledger_ctes)
       duplicate          a stream session with the same span counts more events, no more than the extra
                          copies of the session's event_ids in the raw data
       rule_difference    the stream sessions follow once the records one side rejected and the other accepted
@@ -24,7 +27,8 @@
       stream_rejected         REJECTED_FIELDS rows (the stream's rejected ledger)
       quarantine_accepted     event_id, user_id, device_id, event_ms of records the batch quarantined and the
                               stream's reject rules accept (quarantine_accepted.sql)
-      raw_copies              event_id, copies (> 1) of event_ids sent more than once -#}
+      raw_copies              event_id, copies (> 1) of event_ids sent more than once (duplicates, and
+                              which late-ledger ids the stream may have counted on time) -#}
 {% import 'batch/_reconcile_macros.sql' as r with context %}
 {% set gap = contract.gap_ms %}
 {% if dialect == 'athena' and ctas %}
@@ -107,14 +111,12 @@ cand_events AS (
     JOIN {{ ev }} e
         ON e.user_id = c.user_id AND e.device_id = c.device_id AND e.event_ms BETWEEN c.start_ms AND c.last_ms
 ),
+{{ r.late_ledger_ctes(stream_late, stream_rejected, raw_copies) }},
 late_ids AS (
-    SELECT DISTINCT lower(CAST(event_id AS VARCHAR)) AS event_id FROM {{ stream_late }} WHERE event_id IS NOT NULL
+    SELECT event_id FROM late_ledger
 ),
 rejected_ids AS (
-    SELECT DISTINCT event_id FROM (
-        SELECT lower({{ r.json_str('record', 'event_id') }}) AS event_id FROM {{ stream_rejected }}
-    ) x
-    WHERE event_id IS NOT NULL
+    SELECT event_id FROM rejected_rows
 ),
 cand_marks AS (
     SELECT ce.bid,
@@ -125,25 +127,71 @@ cand_marks AS (
     LEFT JOIN rejected_ids x ON x.event_id = ce.event_id
     GROUP BY ce.bid
 ),
-{# late: the session's events without the ledger's, sessionized on their own #}
-late_kept AS (
-    SELECT ce.bid, ce.event_id, ce.event_ms
+{# late: the session's events without the ledger's, sessionized on their own. A ledger id the stream may have
+    counted (more raw copies than ledger rows, see late_ledger_ctes) is taken out in some variants and kept in
+    others: every subset of up to 4 such ids per session (past 4, the others go out only in the last variant,
+    which takes out every ledger id). Any variant giving exactly the stream's sessions explains the session. #}
+late_marked AS (
+    SELECT ce.bid, ce.event_id, ce.event_ms,
+        coalesce(l.never_counted, FALSE) AS out_always,
+        coalesce(NOT l.never_counted, FALSE) AS maybe_out
     FROM cand_events ce
-    LEFT JOIN late_ids l ON l.event_id = ce.event_id
-    WHERE l.event_id IS NULL
+    LEFT JOIN late_ledger l ON l.event_id = ce.event_id
 ),
-{{ r.sessionize('late_sessions', 'late_kept', 'bid') }},
+late_maybe AS (
+    SELECT bid, event_id, row_number() OVER (PARTITION BY bid ORDER BY event_id) - 1 AS bit_no
+    FROM late_marked
+    WHERE maybe_out
+),
+late_bits AS (
+    SELECT * FROM (VALUES (0, 1), (1, 2), (2, 4), (3, 8)) AS b (bit_no, weight)
+),
+late_bid_variants AS (
+    SELECT n.bid, v.variant, n.n_variants
+    FROM (
+        SELECT c.bid,
+            CASE least(count(mb.bit_no), 4) WHEN 0 THEN 1 WHEN 1 THEN 2 WHEN 2 THEN 4 WHEN 3 THEN 8 ELSE 16 END
+                AS n_variants
+        FROM cand c
+        LEFT JOIN late_maybe mb ON mb.bid = c.bid
+        GROUP BY c.bid
+    ) n
+    JOIN (
+        SELECT * FROM (VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9), (10), (11), (12), (13), (14), (15))
+            AS v0 (variant)
+    ) v ON v.variant < n.n_variants
+),
+late_kept AS (
+    SELECT bv.bid, bv.variant, e.event_id, e.event_ms
+    FROM late_bid_variants bv
+    JOIN late_marked e ON e.bid = bv.bid
+    LEFT JOIN late_maybe mb ON mb.bid = e.bid AND mb.event_id = e.event_id
+    LEFT JOIN late_bits b ON b.bit_no = mb.bit_no
+    WHERE NOT e.out_always
+        AND NOT CASE
+            WHEN mb.bit_no IS NULL THEN FALSE
+            WHEN b.weight IS NOT NULL THEN bv.variant % (2 * b.weight) >= b.weight
+            ELSE bv.variant = bv.n_variants - 1
+        END
+),
+{{ r.sessionize('late_sessions', 'late_kept', 'bid, variant') }},
 late_sig AS (
-    SELECT bid,
+    SELECT bid, variant,
         {{ r.str_agg("CAST(start_ms AS VARCHAR) || '|' || CAST(last_ms AS VARCHAR) || '|' || CAST(event_count AS VARCHAR)", ';', 'start_ms') }} AS sig
     FROM late_sessions
-    GROUP BY bid
+    GROUP BY bid, variant
+),
+late_fit AS (
+    SELECT bv.bid, bool_or(coalesce(ls.sig, '') = coalesce(cp.stream_sig, '')) AS fits
+    FROM late_bid_variants bv
+    LEFT JOIN late_sig ls ON ls.bid = bv.bid AND ls.variant = bv.variant
+    LEFT JOIN cand_pairs cp ON cp.bid = bv.bid
+    GROUP BY bv.bid
 ),
 cand_copies AS (
     SELECT ce.bid, sum(rc.copies - 1) AS extra_copies
     FROM cand_events ce
-    JOIN (SELECT lower(CAST(event_id AS VARCHAR)) AS event_id, max(copies) AS copies FROM {{ raw_copies }} GROUP BY 1) rc
-        ON rc.event_id = ce.event_id
+    JOIN raw_copy_counts rc ON rc.event_id = ce.event_id
     GROUP BY ce.bid
 ),
 {# rule_difference: move what one side rejected and the other accepted, then sessionize the affected keys #}
@@ -187,7 +235,7 @@ batch_classified AS (
         CASE
             WHEN NOT b.settled THEN 'deferred'
             WHEN b.exact THEN 'matched'
-            WHEN coalesce(m.ledger_events, 0) > 0 AND coalesce(ls.sig, '') = coalesce(cp.stream_sig, '') THEN 'late'
+            WHEN coalesce(m.ledger_events, 0) > 0 AND coalesce(lf.fits, FALSE) THEN 'late'
             WHEN b.same_span_excess > 0 AND b.same_span_excess <= coalesce(cc.extra_copies, 0) THEN 'duplicate'
             WHEN (coalesce(m.rejected_events, 0) > 0 OR coalesce(rs.added_events, 0) > 0)
                 AND coalesce(rs.sig, '') = coalesce(cp.stream_sig, '') THEN 'rule_difference'
@@ -206,7 +254,7 @@ batch_classified AS (
     FROM batch_rows b
     LEFT JOIN cand_marks m ON m.bid = b.bid
     LEFT JOIN cand_pairs cp ON cp.bid = b.bid
-    LEFT JOIN late_sig ls ON ls.bid = b.bid
+    LEFT JOIN late_fit lf ON lf.bid = b.bid
     LEFT JOIN cand_copies cc ON cc.bid = b.bid
     LEFT JOIN rule_sig rs ON rs.bid = b.bid
 ),
