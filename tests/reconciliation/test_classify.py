@@ -294,3 +294,26 @@ def test_options_come_from_settings_and_are_validated(monkeypatch):
         ReconcileOptions(max_unexplained_share=1.5)
     with pytest.raises(ValueError, match="settle_minutes must be an integer"):
         ReconcileOptions(settle_minutes="30")
+
+
+def test_a_stream_only_session_of_records_the_batch_quarantined_is_a_rule_difference(tmp_path):
+    """The stream restarted after an outage: the batch has the outage's events (no stream session overlaps them)
+    and, 40 s later, a record compaction quarantines (user_id as a JSON string) that the stream accepted. Moving
+    the quarantined record into the batch merges it with the outage's events, so no moved-records session equals
+    the stream's one-event session; every event of that stream session is still one the batch quarantined."""
+    s = Scenario()
+    outage = [event(1, 8, 100), event(2, 8, 110)]
+    odd = dict(event(3, 8, 150), user_id="8")
+    s.batch += outage + [odd]
+    s.sessions += stream_sessions([odd])
+    # the same shape where the stream session also holds an event the batch accepted: not explained by rules
+    outage2 = [event(11, 9, 100), event(12, 9, 110)]
+    odd2 = dict(event(13, 9, 150), user_id="9")
+    extra = event(14, 9, 160)
+    s.batch += outage2 + [odd2]
+    s.sessions += stream_sessions([odd2, extra])
+    report = run(s, tmp_path).report
+    by_side = {(d["user_id"], d["batch"] is None): d["cause"] for d in report.differences}
+    assert by_side[(8, False)] == "missing_in_stream"
+    assert by_side[(8, True)] == "rule_difference"
+    assert by_side[(9, True)] == "missing_in_batch"

@@ -11,7 +11,8 @@
       duplicate          a stream session with the same span counts more events, no more than the extra
                          copies of the session's event_ids in the raw data
       rule_difference    the stream sessions follow once the records one side rejected and the other accepted
-                         are moved (stream-rejected ids out, quarantined records the stream accepts in)
+                         are moved (stream-rejected ids out, quarantined records the stream accepts in);
+                         a stream-only session whose events are all such quarantined records is one too
       missing_in_stream  no stream session overlaps it
       missing_in_batch   (stream rows) no batch session overlaps a stream session of H
       mismatch           anything else
@@ -266,12 +267,23 @@ stream_only AS (
         AND p.s_last = s.last_ms AND p.s_count = s.event_count
     WHERE s.in_hour AND p.s_user_id IS NULL
 ),
+{# a stream-only session overlaps no batch session, so none of its events is in a batch session: when as many
+   of them as it counts are records the batch quarantined (and the stream accepts), the rules explain it, even
+   where moving them into the batch merges them with events the stream never saw (an outage just before) #}
+stream_only_quarantined AS (
+    SELECT s.user_id, s.device_id, s.start_ms, s.last_ms, count(DISTINCT a.event_id) AS quarantined_events
+    FROM stream_only s
+    JOIN added a
+        ON a.user_id = s.user_id AND a.device_id = s.device_id AND a.event_ms BETWEEN s.start_ms AND s.last_ms
+    GROUP BY s.user_id, s.device_id, s.start_ms, s.last_ms
+),
 stream_classified AS (
     SELECT
         'stream' AS side,
         CASE
             WHEN s.last_ms + {{ gap }} > {{ horizon_ms }} THEN 'deferred'
             WHEN rs.user_id IS NOT NULL THEN 'rule_difference'
+            WHEN coalesce(qs.quarantined_events, 0) >= s.event_count THEN 'rule_difference'
             ELSE 'missing_in_batch'
         END AS cause,
         s.user_id, s.device_id, s.start_ms,
@@ -281,11 +293,14 @@ stream_classified AS (
         s.session_id || '|' || {{ r.iso('s.start_ms') }} || '|' || {{ r.iso('s.last_ms') }} || '|'
             || CAST(s.event_count AS VARCHAR) AS stream_desc,
         0 AS ledger_events, 0 AS rejected_events,
-        coalesce(rs.added_events, 0) AS added_events, 0 AS extra_copies
+        coalesce(rs.added_events, qs.quarantined_events, 0) AS added_events, 0 AS extra_copies
     FROM stream_only s
     LEFT JOIN rule_sessions rs
         ON rs.user_id = s.user_id AND rs.device_id = s.device_id AND rs.start_ms = s.start_ms
         AND rs.last_ms = s.last_ms AND rs.event_count = s.event_count AND rs.added_events > 0
+    LEFT JOIN stream_only_quarantined qs
+        ON qs.user_id = s.user_id AND qs.device_id = s.device_id AND qs.start_ms = s.start_ms
+        AND qs.last_ms = s.last_ms
 )
 SELECT * FROM batch_classified
 UNION ALL
