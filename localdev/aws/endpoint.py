@@ -46,18 +46,37 @@ def port_is_free(port: int, host: str = HOST) -> bool:
         return True
 
 
-def free_port_pair() -> int:
+#: Lowest port drawn by :func:`free_port_pair`.
+PORT_RANGE_START = 20000
+
+
+def ephemeral_port_start() -> int:
+    """The first port the kernel hands out to outgoing connections (32768 unless configured otherwise).
+
+    A listening port drawn at or above it can be taken by any client socket between the draw and the bind.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, PORT_RANGE_START + 1000)
+
+
+def free_port_pair(start: int | None = None, stop: int | None = None) -> int:
     """A port p such that p and p + 1 are both free on 127.0.0.1 (the companion and moto), for a throwaway endpoint.
 
-    Drawn at random from 20000-60000 (even ports, below the usual ephemeral range), so that endpoints started
-    side by side by parallel test or benchmark runs rarely collide.
+    Drawn at random from even ports in [start, stop) — by default 20000 up to the kernel's ephemeral range, so no
+    outgoing connection can take it before the endpoint binds it, and endpoints started side by side by parallel
+    test or benchmark runs rarely collide.
     """
+    start = PORT_RANGE_START if start is None else start
+    stop = ephemeral_port_start() if stop is None else stop
     rng = random.Random()
     for _ in range(200):
-        port = rng.randrange(20000, 60000, 2)
+        port = rng.randrange(start + start % 2, stop - 1, 2)
         if port_is_free(port) and port_is_free(port + 1):
             return port
-    raise EndpointError("no free pair of ports found on 127.0.0.1 (tried 200 in 20000-60000)")
+    raise EndpointError(f"no free pair of ports found on 127.0.0.1 (tried 200 in {start}-{stop})")
 
 
 def _http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes] | None:

@@ -17,11 +17,32 @@ from pathlib import Path
 from typing import Any
 
 from localdev import processes
+from localdev.aws import endpoint as _endpoint
 from localdev.aws.clients import local_client
 from localdev.aws.endpoint import LocalEndpoint
-from localdev.aws.endpoint import free_port_pair as free_port_pair  # the tests' import of it
 
 REGION = "us-east-1"
+
+
+def worker_port_range() -> tuple[int, int]:
+    """This pytest-xdist worker's own slice of the endpoint port range (the whole range without xdist).
+
+    Each worker draws its ports when it starts and binds them minutes later; disjoint slices keep the other
+    worker from binding one of them in between.
+    """
+    start, stop = _endpoint.PORT_RANGE_START, _endpoint.ephemeral_port_start()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2:
+        return start, stop
+    width = (stop - start) // count
+    index = int(worker[2:]) % count
+    return start + index * width, start + (index + 1) * width
+
+
+def free_port_pair() -> int:
+    """A free (companion, moto) port pair from this worker's slice (see :func:`worker_port_range`)."""
+    return _endpoint.free_port_pair(*worker_port_range())
 
 
 def make_client(url: str, service: str, **config: Any) -> Any:

@@ -10,7 +10,6 @@ server rewrites its environment block when it retitles itself), so "nothing left
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import socket
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from localdev import processes
+from tests.local_aws.support import free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "CLICKSTREAM_STACK_TEST_MARKER"
@@ -46,10 +46,9 @@ def _port_free(port: int) -> bool:
 
 def _free_ports() -> tuple[int, int]:
     """(AWS port with the next one free for moto, Airflow API port)."""
-    rng = random.Random()
     while True:
-        aws, api = rng.randrange(20000, 60000, 2), rng.randrange(20000, 60000)
-        if api not in (aws, aws + 1) and all(_port_free(p) for p in (aws, aws + 1, api)):
+        aws, api = free_port_pair(), free_port_pair()
+        if api not in (aws, aws + 1):
             return aws, api
 
 
