@@ -71,6 +71,25 @@ def _location(bucket: str, prefix: str) -> str:
     return f"s3://{bucket}/{path}/" if path else f"s3://{bucket}/"
 
 
+def hour_projection(location: str, date_key: str, hour_key: str) -> dict[str, str]:
+    """Athena partition projection for a table partitioned by a UTC date and an hour (``HH``) under ``location``.
+
+    For tables whose partitions nobody registers (Firehose and the Flink sinks create them as they write).
+    """
+    return {
+        "projection.enabled": "true",
+        f"projection.{date_key}.type": "date",
+        f"projection.{date_key}.format": "yyyy-MM-dd",
+        f"projection.{date_key}.range": "2020-01-01,NOW",
+        f"projection.{date_key}.interval": "1",
+        f"projection.{date_key}.interval.unit": "DAYS",
+        f"projection.{hour_key}.type": "integer",
+        f"projection.{hour_key}.range": "0,23",
+        f"projection.{hour_key}.digits": "2",
+        "storage.location.template": location + f"{date_key}=${{{date_key}}}/{hour_key}=${{{hour_key}}}/",
+    }
+
+
 def _table_input(
     name: str, location: str, columns: list[dict], storage: dict, params: dict, comment: str
 ) -> dict:
@@ -118,18 +137,7 @@ def raw_events_table_input(bucket: str, prefix: str | None = None, *, name: str 
     }
     location = _location(bucket, prefix)
     # Nothing registers raw partitions (Firehose creates them as it writes), so Athena projects them.
-    projection = {
-        "projection.enabled": "true",
-        "projection.event_date.type": "date",
-        "projection.event_date.format": "yyyy-MM-dd",
-        "projection.event_date.range": "2020-01-01,NOW",
-        "projection.event_date.interval": "1",
-        "projection.event_date.interval.unit": "DAYS",
-        "projection.event_hour.type": "integer",
-        "projection.event_hour.range": "0,23",
-        "projection.event_hour.digits": "2",
-        "storage.location.template": location + "event_date=${event_date}/event_hour=${event_hour}/",
-    }
+    projection = hour_projection(location, "event_date", "event_hour")
     return _table_input(
         name,
         location,

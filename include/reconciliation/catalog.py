@@ -20,6 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from include.compaction.catalog import hour_projection
 from include.compaction.layout import normalize_hour
 
 SESSIONS_TABLE = "sessions"
@@ -99,18 +100,7 @@ def stream_sessions_table_input(
     if not bucket:
         raise ValueError(f"bucket must be a non-empty S3 bucket name, got {bucket!r}")
     location = f"s3://{bucket}/{streaming_prefix.strip('/')}/{STREAM_SESSIONS_DIR}/"
-    projection = {
-        "projection.enabled": "true",
-        "projection.dt.type": "date",
-        "projection.dt.format": "yyyy-MM-dd",
-        "projection.dt.range": "2020-01-01,NOW",
-        "projection.dt.interval": "1",
-        "projection.dt.interval.unit": "DAYS",
-        "projection.hr.type": "integer",
-        "projection.hr.range": "0,23",
-        "projection.hr.digits": "2",
-        "storage.location.template": location + "dt=${dt}/hr=${hr}/",
-    }
+    projection = hour_projection(location, "dt", "hr")
     return {
         "Name": name,
         "Description": "Streamed 1-minute-gap sessions as the Flink job writes them (fresh, not reconciled); "
