@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,47 @@ def stream_text(data: bytes) -> str:
     return json.dumps(obj, ensure_ascii=False) if repeated else text
 
 
+#: A JSON escape of a surrogate (paired or not): the only text of a sink's line DuckDB's JSON reader may refuse.
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: object) -> object:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {k: _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    return value
+
+
+def readable_jsonl(path: str | os.PathLike, directory: str | os.PathLike) -> str:
+    """``path``, or a copy under ``directory`` whose lines DuckDB can read.
+
+    Flink's JSON sinks (Jackson) write an unpaired surrogate in a string (a record the producer escaped as
+    ``\\ud800``, which the stream accepts) as that escape; DuckDB's reader refuses the whole file. Only lines
+    with a surrogate escape are decoded (Python's reading, which keeps them) and written again with each unpaired
+    surrogate as U+FFFD, the character Flink itself substitutes for invalid UTF-8; every other byte is kept.
+    """
+    data = Path(path).read_bytes()
+    if not _SURROGATE_ESCAPE_BYTES.search(data):
+        return os.fspath(path)
+    lines = []
+    for line in data.splitlines(keepends=True):
+        if _SURROGATE_ESCAPE_BYTES.search(line):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                lines.append(line)
+                continue
+            line = json.dumps(_without_lone_surrogates(obj), ensure_ascii=False).encode() + b"\n"
+        lines.append(line)
+    copy = Path(directory) / f"{abs(hash(os.fspath(path))):x}-{Path(path).name}"
+    copy.write_bytes(b"".join(lines))
+    return os.fspath(copy)
+
+
 def _empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
@@ -142,14 +184,18 @@ def register(
     if not paths:
         con.register(name, _empty(schema))
         return name
-    files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
-    if file_format == "parquet":
-        source = f"read_parquet({files})"
-    elif file_format == "jsonl":
-        source = f"read_json({files}, format = 'newline_delimited', columns = {_json_columns(schema)})"
-    else:
+    if file_format not in ("parquet", "jsonl"):
         raise ValueError(f"file_format must be parquet or jsonl, got {file_format!r}")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {', '.join(schema.names)} FROM {source}")
+    with tempfile.TemporaryDirectory(prefix="clickstream-reconcile-") as tmp:
+        readable = paths if file_format == "parquet" else [readable_jsonl(p, tmp) for p in paths]
+        files = "[" + ", ".join(_sql_str(p) for p in readable) + "]"
+        if file_format == "parquet":
+            source = f"read_parquet({files})"
+        else:
+            source = f"read_json({files}, format = 'newline_delimited', columns = {_json_columns(schema)})"
+        # a view reads its files when queried: rewritten copies are read now, before they are removed
+        kind = "VIEW" if readable == paths else "TABLE"
+        con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS SELECT {', '.join(schema.names)} FROM {source}")
     return name
 
 

@@ -38,10 +38,7 @@ from include.producer import ProducerParams, generate, produce_interval
 from include.reconciliation import HourInputs, reconcile_hour
 from include.reconciliation import layout as reconciliation_layout
 from include.reconciliation.inputs import (
-    LATE_SCHEMA,
     QUARANTINE_SCHEMA,
-    REJECTED_SCHEMA,
-    STREAM_SESSION_SCHEMA,
     stream_text,
 )
 from include.sessions.contract import SessionContract, iso_ms
@@ -268,16 +265,23 @@ def seed(s3: Any, kinesis: Any, now: datetime | None = None) -> Seeded:
     write_sink(s3, bucket, "rejected_events", stream.rejected, "arrival_time")
 
     events = _compacted_events(s3, bucket, list(hours))
-    inputs = HourInputs(
-        batch_events=events,
-        stream_sessions=pa.Table.from_pylist(stream.sessions, schema=STREAM_SESSION_SCHEMA),
-        stream_late=pa.Table.from_pylist(stream.late, schema=LATE_SCHEMA),
-        stream_rejected=pa.Table.from_pylist(stream.rejected, schema=REJECTED_SCHEMA),
-        quarantined=_quarantined_records(s3, bucket, list(hours)),
-    )
     reports: dict[datetime, dict] = {}
     batch_sessions: dict[datetime, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="clickstream-plugin-seed-") as tmp:
+        # The stream's rows as the JSON lines the sinks wrote (as the DAG reads them): a record the producer
+        # escaped as a lone surrogate stays escaped, which an Arrow table of Python strings cannot hold.
+        def sink_lines(name: str, rows: list[dict]) -> list[Path]:
+            path = Path(tmp) / f"{name}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="ascii")
+            return [path]
+
+        inputs = HourInputs(
+            batch_events=events,
+            stream_sessions=sink_lines("sessions", stream.sessions),
+            stream_late=sink_lines("late", stream.late),
+            stream_rejected=sink_lines("rejected", stream.rejected),
+            quarantined=_quarantined_records(s3, bucket, list(hours)),
+        )
         for hour in hours:
             result = reconcile_hour(hour, inputs)
             written = result.write(Path(tmp) / hour.strftime("%Y%m%d%H"))

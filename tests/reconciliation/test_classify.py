@@ -3,6 +3,7 @@ reconcile_hour), plus deferred, hour attribution, totals and the pass/fail rule.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pyarrow.parquet as pq
@@ -317,3 +318,22 @@ def test_a_stream_only_session_of_records_the_batch_quarantined_is_a_rule_differ
     assert by_side[(8, False)] == "missing_in_stream"
     assert by_side[(8, True)] == "rule_difference"
     assert by_side[(9, True)] == "missing_in_batch"
+
+
+def test_a_stream_session_with_an_unpaired_surrogate_is_read_and_explained(tmp_path):
+    """The producer's escaped_surrogate record: the stream accepts it and its JSON sink (Jackson) writes the
+    unpaired surrogate as the escape ``\\ud800``, which DuckDB's JSON reader refuses for the whole file; the
+    batch quarantines the record. The hour must still reconcile, the session as a rule difference."""
+    s = Scenario()
+    odd = event(1, 1, 100, client_event="view_beer_list\ud800")
+    s.matched(2, [event(2, 2, 200), event(3, 2, 210)])
+    s.batch.append(odd)
+    s.sessions += stream_sessions([odd])
+    files = s.write(tmp_path)
+    assert b"\\ud800" in files["sessions"].read_bytes()
+    inputs = read_inputs(files["batch"], files["sessions"], files["late"], files["rejected"])
+    # the DAG hands the downloaded sink files to DuckDB as they are (include/reconciliation/s3_io.py)
+    inputs = dataclasses.replace(inputs, stream_sessions=[files["sessions"]])
+    report = reconcile_hour(H, inputs, OPTIONS).report
+    assert causes_by_user(report) == {1: "rule_difference"}
+    assert report.counts["matched"] == 1 and report.passed
