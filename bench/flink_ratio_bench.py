@@ -44,6 +44,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.trees import extract_tree
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TS_FORMAT = "'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''"
 
@@ -120,16 +122,7 @@ def prod_job_at(
 ) -> tuple[list[str], list[str], dict[str, str]]:
     """The production job as commit ``ref`` rendered it (its tree extracted with git archive), to compare before
     and after in one run."""
-    tree = work / f"tree-{ref}"
-    if not tree.exists():
-        tree.mkdir(parents=True)
-        archive = subprocess.run(
-            ["git", "archive", ref, "include", "localdev", "bench"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            check=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    tree = extract_tree(ref, work)
     code = (
         "import json, sys; from pathlib import Path; from bench.flink_ratio_bench import prod_job; "
         "print(json.dumps(prod_job(Path(sys.argv[1]), Path(sys.argv[2]))))"

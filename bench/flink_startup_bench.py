@@ -161,15 +161,9 @@ def measure(events: Path) -> dict[str, Any]:
 
 def tree_at(ref: str, work: Path) -> Path:
     """``include``, ``localdev`` and ``bench`` of commit ``ref`` (this bench file added if the commit lacks it)."""
-    tree = work / f"tree-{ref}"
-    tree.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "archive", ref, "include", "localdev", "bench"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    from bench.trees import extract_tree  # here: this file also runs inside trees that have no bench.trees
+
+    tree = extract_tree(ref, work)
     (tree / "bench" / Path(__file__).name).write_text(Path(__file__).read_text())
     return tree
 
