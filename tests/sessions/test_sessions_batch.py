@@ -136,6 +136,7 @@ def test_metrics_count_distinct_events_and_users_per_minute():
 # --- The DuckDB engine's reading of a JSON-lines file (localdev.event_files.load_events_file) ---
 
 _GOOD = json.dumps(golden.event("ok", 1, golden.T))
+_COMPACT = json.dumps(golden.event("ok", 1, golden.T), separators=(",", ":"))
 _TRICKY_LINES = [
     '{"event_id": "a", "user_id": 1, "user_id": 2, "device_id": "m", "client_event": "v", '
     '"client_timestamp": "2024-03-10T09:00:00.000Z", "countrycode": "DE"}',  # repeated key
@@ -163,6 +164,30 @@ _TRICKY_LINES = [
     " \t ",  # blank
     "[1]",
     "{not json",
+    # the writers' own shapes, which SQL proves by writing the six values back: only the exact text counts
+    json.dumps({**golden.event("e", 1, golden.T), "client_timestamp": "0000-01-01T00:00:00.000Z"}),  # year 0
+    _COMPACT,
+    _COMPACT.replace('"user_id":1', '"user_id":NaN'),
+    _COMPACT.replace('"user_id":1', '"user_id":null'),
+    _COMPACT[:-1] + ',"extra":1}',
+    _GOOD.replace('"user_id": 1', '"user_id": -0'),
+    _GOOD.replace('"user_id": 1', '"user_id": "1"'),
+    _GOOD.replace('"user_id": 1', '"user_id": 1e0'),
+    _GOOD.replace('"user_id": 1', '"user_id": 01'),
+    _GOOD.replace('"user_id": 1', '"user_id": 99999999999999999999'),
+    _GOOD.replace('"user_id": 1', '"user_id": [1]'),
+    _GOOD.replace('"ok"', '"o\\/k"'),  # an escape that reads as plain text
+    _GOOD.replace('"ok"', '"o\\"k"'),  # an escaped quote
+    _GOOD.replace('"ok"', '"o\x00k"'),  # NUL
+    _GOOD.replace('"ok"', '"o\x1fk"'),
+    _GOOD.replace('"ok"', '""'),
+    _GOOD.replace('"mobile"', '"mobile", "device_id": "mobile"'),  # a repeated member with the same value
+    _GOOD + " {}",  # two JSON values on one line
+    _GOOD + _GOOD,
+    _GOOD + "\r",
+    " " + _GOOD,
+    "\ufeff" + _COMPACT,
+    json.dumps(golden.event("e", 1, golden.T), sort_keys=True),  # another member order
 ]
 
 
@@ -197,25 +222,36 @@ def test_sql_reading_of_a_file_refuses_bad_utf8_like_python(tmp_path):
         load_events_file(batch.connect(), path, CONTRACT)
 
 
-@pytest.mark.parametrize("with_escape", [False, True])
-def test_sql_reading_sessionizes_like_the_reference(tmp_path, with_escape):
-    """Plain files go the typed way, files with a line only Python could prove good the raw way: same sessions."""
+@pytest.mark.parametrize(
+    ("with_escape", "separators", "newline"),
+    [(False, None, "\n"), (False, (",", ":"), "\n"), (False, (", ", ":"), "\r\n"), (True, None, "\n")],
+)
+def test_sql_reading_sessionizes_like_the_reference(tmp_path, with_escape, separators, newline):
+    """Plain files go the proven way (any spacing, CRLF too), files with a line only Python could prove good the
+    raw way: same sessions."""
     from localdev.event_files import load_events_file
 
     records = [text for _, text in golden.random_block(7, range(2000, 2010), golden.T, 800)]
+    if separators:
+        records = [json.dumps(json.loads(r), separators=separators) for r in records]
     if with_escape:
         records.append(json.dumps(golden.event("esc\u00e9", 2000, golden.T + 5), ensure_ascii=True))
     path = tmp_path / "events.jsonl"
-    path.write_text("".join(r + "\n" for r in records) + "\n")
+    path.write_bytes(("".join(r + newline for r in records) + newline).encode())
     con = batch.connect()
     events = load_events_file(con, path, CONTRACT)
-    assert events.source_kind == ("raw" if with_escape else "typed")
+    assert events.source_kind == ("raw" if with_escape else "proven")
     sessions = batch.sessions(
         con, CONTRACT, events.relation, source_kind=events.source_kind, arrival_order=events.arrival_order
     )
     checked = reference.check_records(records, CONTRACT)
     assert checked.rejected == [] and len(sessions) > 50
     assert sessions == reference.sessionize(checked.events, CONTRACT)
+    kind = {"source_kind": events.source_kind, "arrival_order": events.arrival_order}
+    assert batch.metrics(con, CONTRACT, events.relation, **kind) == reference.metrics(
+        checked.events, CONTRACT
+    )
+    assert batch.rejected(con, CONTRACT, events.relation, **kind) == []
 
 
 @pytest.mark.parametrize(

@@ -74,10 +74,23 @@ END END
     source: a relation (table name, subquery or table function) with
       source_kind == 'raw':   record VARCHAR (one JSON event as received) and the arrival_order column;
       source_kind == 'typed': event_id, user_id, device_id, client_event, countrycode and client_timestamp as a
-                              TIMESTAMP/TIMESTAMPTZ (e.g. the compacted Parquet), plus the arrival_order column.
+                              TIMESTAMP/TIMESTAMPTZ (e.g. the compacted Parquet), plus the arrival_order column;
+      source_kind == 'proven': events a reader already proved to pass every reject rule (localdev.event_files):
+                              event_id, user_id (INTEGER), device_id, client_event, countrycode, event_ms (epoch
+                              ms), plus the arrival_order column. No rule runs again and nothing is rejected.
     arrival_order: an expression; among copies of an event_id the smallest is kept (Flink keeps the first
     arrival). -#}
 {% macro event_ctes(source, source_kind, arrival_order) -%}
+{% if source_kind == 'proven' %}
+checked_events AS (
+    SELECT NULL::VARCHAR AS reason, NULL::VARCHAR AS record, NULL::BIGINT AS arrival_order WHERE FALSE
+),
+unique_events AS (
+    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
+    FROM {{ source }}
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {{ arrival_order }}) = 1
+)
+{% else %}
 {% if source_kind == 'raw' %}
 {#- Each JSON function parses the record again, so a record is parsed three times (valid? root type? the six
     members as JSON text and as strings, each list in one call) rather than once per field and function. -#}
@@ -129,4 +142,5 @@ unique_events AS (
     WHERE reason IS NULL
     QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY arrival_order) = 1
 )
+{% endif %}
 {%- endmacro %}
