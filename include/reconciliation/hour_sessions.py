@@ -10,6 +10,8 @@ with exactly the stream's columns, what is published under ``batch/sessions/``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +45,19 @@ def template_values(window: HourWindow, options: ReconcileOptions, dialect: str 
     }
 
 
+@contextmanager
+def insertion_order_not_kept(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Let DuckDB write tables in any row order for the block (then restore the setting). Neither table's order
+    means anything (every reader joins or sorts them), and keeping the source's order made DuckDB build
+    hour_events on one thread (1.37 s wall for 1.38 CPU-s; 0.76 s wall without)."""
+    (kept,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if kept else 'false'}")
+
+
 @dataclass(frozen=True)
 class BatchSessions:
     """What :func:`build` left in the connection, with its counts."""
@@ -64,14 +79,15 @@ def build(
     started = time.perf_counter()
     values = template_values(window, options)
     contract = options.contract
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {EVENTS_TABLE} AS "
-        + render("batch/hour_events.sql", contract, source=batch_events, **values)
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {WINDOW_TABLE} AS "
-        + render("batch/hour_sessions.sql", contract, events=EVENTS_TABLE, source=None, window=True, **values)
-    )
+    with insertion_order_not_kept(con):
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {EVENTS_TABLE} AS "
+            + render("batch/hour_events.sql", contract, source=batch_events, **values)
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {WINDOW_TABLE} AS "
+            + render("batch/hour_sessions.sql", contract, events=EVENTS_TABLE, source=None, window=True, **values)
+        )
     events = con.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchall()[0][0]
     settled, deferred = con.execute(
         f"SELECT coalesce(count_if(settled), 0), coalesce(count_if(NOT settled), 0) FROM {WINDOW_TABLE} WHERE in_hour"

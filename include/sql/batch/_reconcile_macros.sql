@@ -211,9 +211,21 @@ late_ledger AS (
 )
 {%- endmacro %}
 
+{#- Whether window_sessions is a DuckDB table (hour_sessions.py builds it; reconcile.sql then gets it as
+    `window`): its rowid numbers the sessions for joins, free and without the streaming row_number() OVER (),
+    which made the whole build run on one thread. Elsewhere (Athena, one query) the CTE carries bid. -#}
+{% macro window_is_table() -%}
+{{ 'yes' if dialect == 'duckdb' and events else '' }}
+{%- endmacro %}
+
+{#- The join number of window session `alias` (see window_is_table). -#}
+{% macro bid(alias) -%}
+{{ alias }}.{{ 'rowid' if window_is_table() else 'bid' }}
+{%- endmacro %}
+
 {#- CTEs ending in window_sessions: every session of `events` (hour_events' columns) with the stream's columns
     (SESSION_FIELDS) plus start_ms, last_ms, in_hour (session_start in H), settled
-    (last_event_at + gap <= the settle horizon) and bid (a row number). -#}
+    (last_event_at + gap <= the settle horizon) and, unless it becomes a DuckDB table, bid (a row number). -#}
 {% macro session_ctes(events) -%}
 {{ sessions.boundary_sessions(events) }},
 window_sessions AS (
@@ -232,9 +244,11 @@ window_sessions AS (
         start_ms,
         last_ms,
         start_ms >= {{ hour_start_ms }} AND start_ms < {{ hour_end_ms }} AS in_hour,
-        last_ms + {{ contract.gap_ms }} <= {{ horizon_ms }} AS settled,
+        last_ms + {{ contract.gap_ms }} <= {{ horizon_ms }} AS settled{{ ',' if not window_is_table() }}
+{% if not window_is_table() %}
         -- a number for joins within one run (cheaper than the 32-character session_id)
         row_number() OVER () AS bid
+{% endif %}
     FROM batch_sessions
 )
 {%- endmacro %}

@@ -65,7 +65,7 @@ stream_w AS (
 ),
 pairs AS (
     SELECT
-        b.bid, b.in_hour AS b_in_hour, b.settled AS b_settled,
+        {{ r.bid('b') }} AS bid, b.in_hour AS b_in_hour, b.settled AS b_settled,
         s.user_id AS s_user_id, s.device_id AS s_device_id, s.session_id AS s_session_id, s.start_ms AS s_start, s.last_ms AS s_last, s.event_count AS s_count,
         s.in_hour AS s_in_hour,
         s.start_ms = b.start_ms AND s.last_ms = b.last_ms AS same_span,
@@ -86,13 +86,13 @@ pairs_agg AS (
     GROUP BY bid
 ),
 batch_rows AS (
-    SELECT b.bid, b.session_id, b.user_id, b.device_id, b.start_ms, b.last_ms, b.event_count, b.settled,
+    SELECT {{ r.bid('b') }} AS bid, b.session_id, b.user_id, b.device_id, b.start_ms, b.last_ms, b.event_count, b.settled,
         coalesce(p.n_stream, 0) AS n_stream,
         coalesce(p.stream_events, 0) AS stream_events,
         coalesce(p.exact, FALSE) AS exact,
         p.same_span_excess
     FROM {{ win }} b
-    LEFT JOIN pairs_agg p ON p.bid = b.bid
+    LEFT JOIN pairs_agg p ON p.bid = {{ r.bid('b') }}
     WHERE b.in_hour
 ),
 cand AS (
