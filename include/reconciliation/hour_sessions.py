@@ -86,7 +86,9 @@ def build(
         )
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {WINDOW_TABLE} AS "
-            + render("batch/hour_sessions.sql", contract, events=EVENTS_TABLE, source=None, window=True, **values)
+            + render(
+                "batch/hour_sessions.sql", contract, events=EVENTS_TABLE, source=None, window=True, **values
+            )
         )
     events = con.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchall()[0][0]
     settled, deferred = con.execute(
