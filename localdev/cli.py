@@ -17,9 +17,9 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from include.sessions.contract import SESSION_FIELDS, SessionContract
 
@@ -40,15 +40,22 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]], fields: Sequence[str]) 
 
 def _write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    _write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> object:
+    """Call ``write`` with a binary handle on a temporary file in ``path``'s folder, then rename the file to
+    ``path`` (so a failed write leaves no half file); returns what ``write`` returned."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            result = write(handle)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return result
 
 
 def sessionize(
@@ -109,13 +116,19 @@ def sessionize_duckdb_to_file(input_path: str | os.PathLike, output: Path, contr
     con = batch.connect()
     try:
         events = load_events_file(con, input_path, contract)
-        count, text = batch.sessions_jsonl(
-            con, contract, events.relation, source_kind=events.source_kind, arrival_order=events.arrival_order
+        return _write_atomically(
+            output,
+            lambda handle: batch.write_sessions_jsonl(
+                con,
+                contract,
+                handle,
+                events.relation,
+                source_kind=events.source_kind,
+                arrival_order=events.arrival_order,
+            ),
         )
     finally:
         con.close()
-    _write_text(output, text)
-    return count
 
 
 def _cmd_sessionize(args: argparse.Namespace) -> int:

@@ -286,7 +286,7 @@ def load_events_file(
         )
         """
     )
-    (suspicious,) = con.execute(f"SELECT count(*) FROM {name} WHERE NOT good AND NOT blank").fetchone()
+    [(suspicious,)] = con.execute(f"SELECT count(*) FROM {name} WHERE NOT good AND NOT blank").fetchall()
     if suspicious:
         read_events_file(source, contract, now_ms)  # raises at the first bad line, or accepts the file
         # lines only Python could prove good (escapes, spacing): the batch SQL reads the JSON text itself

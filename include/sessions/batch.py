@@ -7,9 +7,10 @@ Sources are either raw records (the JSON text as received, like Flink reads it) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from include.sessions.contract import METRIC_FIELDS, REJECTED_FIELDS, SESSION_FIELDS, SessionContract
@@ -70,30 +71,50 @@ def sessions(
     return _query(con, "batch/sessions.sql", contract, SESSION_FIELDS, source, source_kind, arrival_order)
 
 
-def sessions_jsonl(
+def write_sessions_jsonl(
     con: duckdb.DuckDBPyConnection,
     contract: SessionContract,
+    out: BinaryIO,
     source: str = RAW_TABLE,
     *,
     source_kind: str = "raw",
     arrival_order: str = "arrival_order",
-) -> tuple[int, str]:
-    """(count, text): the session rows as JSON lines, each exactly ``json.dumps(row, ensure_ascii=False)`` of
-    :func:`sessions`' rows, in the same order, each line ending in a newline; built in SQL, so no Python object
-    per session. The same text because the reject rules leave no control character in a string, and DuckDB's
-    JSON escapes the rest like Python's (a quote and a backslash; other characters as they are)."""
+) -> int:
+    """Write the session rows to ``out`` as JSON lines, each exactly ``json.dumps(row, ensure_ascii=False)`` of
+    :func:`sessions`' rows, in the same order, each ending in a newline; returns the number of rows. The lines are
+    made in SQL and written straight from the Arrow buffers DuckDB fills, so no Python object per session. The
+    same text because the reject rules leave no control character in a string, and DuckDB's JSON escapes the rest
+    like Python's (a quote and a backslash; other characters as they are)."""
     sql = render(
-        "batch/sessions.sql", contract, source=source, source_kind=source_kind, arrival_order=arrival_order
+        "batch/sessions.sql",
+        contract,
+        source=source,
+        source_kind=source_kind,
+        arrival_order=arrival_order,
+        ordered=False,
     )
     parts = []  # one concat() call builds a line (chained || makes a string per step)
     for i, name in enumerate(SESSION_FIELDS):
         parts += [sql_str(("{" if i == 0 else ", ") + f'"{name}": '), _json_value(name)]
     line = f"concat({', '.join(parts)}, '}}', chr(10))"
-    count, text = con.execute(
-        f"SELECT count(*), string_agg({line}, '' ORDER BY user_id, device_id, session_start) "
-        f"FROM ({sql}) AS session_rows"
-    ).fetchone()
-    return count, text or ""
+    reader = con.sql(
+        f"SELECT {line} AS line FROM ({sql}) AS session_rows ORDER BY user_id, device_id, session_start"
+    ).to_arrow_reader(_WRITE_BATCH_ROWS)
+    count = 0
+    for batch in reader:
+        lines = batch.column(0)
+        if lines.null_count:
+            raise RuntimeError("batch/sessions.sql gave a session row without a JSON line")
+        # the lines are back to back in the array's data buffer: write that range as it is
+        offsets = np.frombuffer(lines.buffers()[1], _OFFSET_TYPES[lines.type])
+        first, last = offsets[lines.offset], offsets[lines.offset + len(lines)]
+        out.write(memoryview(lines.buffers()[2])[first:last])
+        count += len(lines)
+    return count
+
+
+_WRITE_BATCH_ROWS = 1 << 17
+_OFFSET_TYPES = {pa.string(): np.int32, pa.large_string(): np.int64}
 
 
 #: Session columns whose text never needs a JSON escape: an md5 hex digest and wire-format timestamps.

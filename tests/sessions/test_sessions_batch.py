@@ -306,3 +306,21 @@ def test_cli_duckdb_output_of_a_file_without_events_is_empty(tmp_path):
     out = tmp_path / "sessions.jsonl"
     assert cli.main(["sessionize", "--engine", "duckdb", "--input", str(path), "--output", str(out)]) == 0
     assert out.read_bytes() == b""
+
+
+def test_cli_duckdb_keeps_the_first_line_of_a_repeated_event_id(tmp_path):
+    """Copies of an event_id that differ: the first line wins, as in the reference (and Flink's first arrival)."""
+    from localdev import cli
+
+    first = golden.event("dup", 5, golden.T + 90_000, "login")
+    later = golden.event("dup", 5, golden.T, "logout", countrycode="IE")  # earlier time, later line
+    records = [json.dumps(golden.event("a", 5, golden.T + 30_000)), json.dumps(first), json.dumps(later)]
+    records += [json.dumps(golden.event(f"x{i}", 6, golden.T + i)) for i in range(3)]
+    records.append(json.dumps(golden.event("dup", 5, golden.T + 60_000, "checkout")))  # the last copy
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(r + "\n" for r in records))
+    sessions = cli.sessionize("duckdb", path, CONTRACT)
+    checked = reference.check_records(records, CONTRACT)
+    assert sessions == reference.sessionize(checked.events, CONTRACT)
+    (user5,) = golden.by_user(sessions, 5)
+    assert (user5["event_count"], user5["last_event"]) == (2, "login")

@@ -85,10 +85,23 @@ END END
 checked_events AS (
     SELECT NULL::VARCHAR AS reason, NULL::VARCHAR AS record, NULL::BIGINT AS arrival_order WHERE FALSE
 ),
+{#- Dedup without ranking every event: a hash aggregate of 64-bit hashes of the ids finds the ids that may repeat
+    (a collision only ranks a few more), and only their copies are ranked; the others pass as they are. -#}
+proven_events AS NOT MATERIALIZED (
+    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms,
+        {{ arrival_order }} AS arrival_order, hash(event_id) AS id_key
+    FROM {{ source }}
+),
+repeated_ids AS (
+    SELECT id_key FROM proven_events GROUP BY id_key HAVING count(*) > 1
+),
 unique_events AS (
     SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
-    FROM {{ source }}
-    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {{ arrival_order }}) = 1
+    FROM proven_events p WHERE NOT EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = p.id_key)
+    UNION ALL
+    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
+    FROM proven_events p WHERE EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = p.id_key)
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY arrival_order) = 1
 )
 {% else %}
 {% if source_kind == 'raw' %}

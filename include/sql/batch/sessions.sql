@@ -1,7 +1,7 @@
 {#- Batch sessions: the same definition as the Flink SESSION window (gap inclusive, dedup first, first/last by
     (client_timestamp, client_event, event_id)), over all valid events at once: no watermark, nothing is late.
     The sessions themselves are computed by the same macro as the hourly reconciliation's (_session_macros.sql).
-    Needs: source, source_kind ('raw' | 'typed' | 'proven'), arrival_order (see _macros.sql). -#}
+    Needs: source, source_kind ('raw' | 'typed' | 'proven'), arrival_order (see _macros.sql); optional: ordered. -#}
 {% import 'batch/_macros.sql' as m with context %}
 {% import 'batch/_session_macros.sql' as s with context %}
 WITH {{ m.event_ctes(source, source_kind, arrival_order) }},
@@ -20,4 +20,7 @@ SELECT
     last_event,
     countrycode
 FROM batch_sessions
+{# ordered=false: the caller sorts (the lines of include.sessions.batch.write_sessions_jsonl), so only once #}
+{% if ordered | default(true) %}
 ORDER BY user_id, device_id, session_start
+{% endif %}
