@@ -292,8 +292,19 @@ def load_events_file(
         # lines only Python could prove good (escapes, spacing): the batch SQL reads the JSON text itself
         record = r"regexp_replace(line, '[\r\n]+$', '')"  # line.rstrip("\r\n")
         return LoadedEvents(f"(SELECT {record} AS record, line_no FROM {name}_lines)", "raw", "line_no")
-    columns = "event_id, user_id, device_id, client_event, countrycode, event_ms"
-    return LoadedEvents(f"(SELECT {columns}, line_no FROM {name} WHERE good)", "proven", "line_no")
+    # The words of the small vocabularies as ENUMs in the strings' order: the session window sorts and moves one
+    # byte instead of a string per event, in the same order.
+    columns = ["event_id", "user_id", "event_ms"]
+    for column in _VOCABULARY_COLUMNS:
+        con.execute(
+            f"CREATE TYPE {name}_{column} AS ENUM "
+            f"(SELECT DISTINCT {column} FROM {name} WHERE good ORDER BY {column})"
+        )
+        columns.append(f"CAST({column} AS {name}_{column}) AS {column}")
+    return LoadedEvents(f"(SELECT {', '.join(columns)}, line_no FROM {name} WHERE good)", "proven", "line_no")
+
+
+_VOCABULARY_COLUMNS = ("device_id", "client_event", "countrycode")
 
 
 # --- The Flink engine's checks: the same verdicts, no per-record Python for a file SQL proves good ---

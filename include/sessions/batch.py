@@ -93,10 +93,7 @@ def write_sessions_jsonl(
         arrival_order=arrival_order,
         ordered=False,
     )
-    parts = []  # one concat() call builds a line (chained || makes a string per step)
-    for i, name in enumerate(SESSION_FIELDS):
-        parts += [sql_str(("{" if i == 0 else ", ") + f'"{name}": '), _json_value(name)]
-    line = f"concat({', '.join(parts)}, '}}', chr(10))"
+    line = _json_line(plain_strings=source_kind == "proven")
     reader = con.sql(
         f"SELECT {line} AS line FROM ({sql}) AS session_rows ORDER BY user_id, device_id, session_start"
     ).to_arrow_reader(_WRITE_BATCH_ROWS)
@@ -122,13 +119,23 @@ _PLAIN_TEXT_FIELDS = ("session_id", "session_start", "last_event_at", "session_e
 _INTEGER_FIELDS = ("user_id", "duration_ms", "event_count")
 
 
-def _json_value(name: str) -> str:
-    """SQL for the JSON text of session column ``name`` (to_json only where a character may need escaping)."""
-    if name in _INTEGER_FIELDS:
-        return f"CAST({name} AS VARCHAR)"
-    if name in _PLAIN_TEXT_FIELDS:
-        return f"'\"' || {name} || '\"'"
-    return f"CAST(to_json({name}) AS VARCHAR)"
+def _json_line(plain_strings: bool) -> str:
+    """SQL for a session row's JSON line: one concat() call (chained || makes a string per step) of the text
+    between the values and the values; to_json only where a character may need escaping, which is nowhere when
+    ``plain_strings`` (the proven source kind: no string holds a quote, a backslash or a control character)."""
+    parts, text = [], ""
+    for i, name in enumerate(SESSION_FIELDS):
+        text += ("{" if i == 0 else ", ") + f'"{name}": '
+        if name in _INTEGER_FIELDS:
+            parts += [sql_str(text), f"CAST({name} AS VARCHAR)"]
+            text = ""
+        elif name in _PLAIN_TEXT_FIELDS or plain_strings:
+            parts += [sql_str(text + '"'), f"CAST({name} AS VARCHAR)"]
+            text = '"'
+        else:
+            parts += [sql_str(text), f"CAST(to_json({name}) AS VARCHAR)"]
+            text = ""
+    return f"concat({', '.join(parts)}, {sql_str(text + '}')}, chr(10))"
 
 
 def metrics(

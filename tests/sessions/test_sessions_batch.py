@@ -276,19 +276,27 @@ def test_cli_duckdb_refuses_lines_the_engines_would_read_differently(tmp_path, b
         cli.sessionize("duckdb", path, CONTRACT)
 
 
-@pytest.mark.parametrize("with_escape", [False, True])
-def test_cli_duckdb_output_lines_are_python_json_dumps_of_the_rows(tmp_path, with_escape):
-    """The command's lines are made in SQL; byte for byte what json.dumps(row, ensure_ascii=False) writes."""
+@pytest.mark.parametrize(
+    ("with_escape", "quotes"), [(False, True), (True, True), (False, False)], ids=["raw", "escaped", "proven"]
+)
+def test_cli_duckdb_output_lines_are_python_json_dumps_of_the_rows(tmp_path, with_escape, quotes):
+    """The command's lines are made in SQL; byte for byte what json.dumps(row, ensure_ascii=False) writes, whether
+    the file is read the raw way (a quote or a backslash in a line) or proven (characters JSON leaves as they are)."""
     from localdev import cli
+    from localdev.event_files import load_events_file
 
     records = [text for _, text in golden.random_block(11, range(3000, 3010), golden.T, 600)]
-    odd = ['say "hi"', "back\\slash", "caf\u00e9 \U0001f37a", "del\x7f", "sep\u2028", "slash/"]
+    odd = ["caf\u00e9 \U0001f37a", "del\x7f", "sep\u2028", "slash/", "{x}: [1], y", "'single'"]
+    if quotes:
+        odd = ['say "hi"', "back\\slash", *odd]
     for i, name in enumerate(odd):
         records.append(
             json.dumps(golden.event(f"odd{i}", 3100 + i, golden.T + i, name), ensure_ascii=with_escape)
         )
     path = tmp_path / "events.jsonl"
     path.write_text("".join(r + "\n" for r in records), encoding="utf-8")
+    kind = load_events_file(batch.connect(), path, CONTRACT).source_kind
+    assert kind == ("raw" if quotes or with_escape else "proven")
     out = tmp_path / "sessions.jsonl"
     assert cli.main(["sessionize", "--engine", "duckdb", "--input", str(path), "--output", str(out)]) == 0
     expected = tmp_path / "expected.jsonl"

@@ -9,16 +9,16 @@ WITH {{ m.event_ctes(source, source_kind, arrival_order) }},
 SELECT
     md5(CAST(user_id AS VARCHAR) || '|' || device_id || '|' || CAST(start_ms AS VARCHAR)) AS session_id,
     user_id,
-    device_id,
+    CAST(device_id AS VARCHAR) AS device_id,
     {{ m.iso('start_ms') }} AS session_start,
     {{ m.iso('last_ms') }} AS last_event_at,
     -- a session ends one gap after its last event (the gap is inclusive: an event at exactly session_end joins it)
     {{ m.iso('last_ms + ' ~ contract.gap_ms) }} AS session_end,
     last_ms - start_ms AS duration_ms,
     event_count,
-    first_event,
-    last_event,
-    countrycode
+    CAST(first_event AS VARCHAR) AS first_event,
+    CAST(last_event AS VARCHAR) AS last_event,
+    CAST(countrycode AS VARCHAR) AS countrycode
 FROM batch_sessions
 {# ordered=false: the caller sorts (the lines of include.sessions.batch.write_sessions_jsonl), so only once #}
 {% if ordered | default(true) %}
