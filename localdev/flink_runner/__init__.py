@@ -8,8 +8,8 @@ Flink (:func:`include.flink_app.flink_job.job_from_properties`), with ``filesyst
 * parallelism 1: with several readers the watermark (and so lateness) depends on thread timing;
 * ``pipeline.auto-watermark-interval`` must be > 0 or a source-side watermark is never emitted;
 * files read out of arrival order make whole files late: writers drop files into ``<spool>/inbox`` and the
-  runner's feeder concatenates them, in name (= arrival) order, into one new file under ``<spool>/flink`` per
-  tick, so the file source never discovers two files at once;
+  runner's feeder concatenates them, in name (= arrival) order, into one new file under ``<spool>/flink``, the
+  next only once the job has started reading the last, so the file source never discovers two files at once;
 * checkpoints must go to the file system (the default in-memory storage fails above 5 MiB of state), and the
   restart strategy is ``none``, so a crashing job surfaces as FAILED with its reason instead of restarting
   forever;

@@ -1,7 +1,10 @@
-"""The runner's spool: writers drop files into ``<spool>/inbox``, the feeder hands them to Flink one file per tick.
+"""The runner's spool: writers drop files into ``<spool>/inbox``, the feeder hands them to Flink one file at a time.
 
 Files read out of arrival order make whole files late, so the feeder concatenates the inbox, in name (= arrival)
-order, into one new file under ``<spool>/flink`` per tick, and the file source never discovers two files at once.
+order, into one new file under ``<spool>/flink``, and hands over the next only once the job has picked up the
+last one (:mod:`localdev.file_pickup`): the file source never discovers two files at once. A timer alone did not
+ensure that: while a restored job's JVM started slowly, two ticks' files were listed together and read in the
+wrong order, and an event written before the restart came out late (a flaky savepoint test, under load).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from localdev.file_pickup import atime_tracks_reads, mark_unread, was_read
 
 
 def spool_inbox(spool_dir: str | os.PathLike) -> Path:
@@ -59,7 +64,8 @@ def spool_events(spool_dir: str | os.PathLike, records: Iterable[str | bytes | M
 
 
 class SpoolFeeder(threading.Thread):
-    """Moves inbox files, in name order, into one new source file per tick (see the module docstring)."""
+    """Moves inbox files, in name order, into one new source file per tick, once the job has picked up the last
+    one (see the module docstring; where atime does not track reads, one file per tick)."""
 
     def __init__(self, spool_dir: Path, interval_s: float) -> None:
         super().__init__(name="spool-feeder", daemon=True)
@@ -74,13 +80,24 @@ class SpoolFeeder(threading.Thread):
             int(p.stem.split("-")[1]) for p in self.target.glob("part-*.jsonl") if p.stem[5:].isdigit()
         ]
         self.sequence = max(existing, default=0)
+        self.atime_ok = atime_tracks_reads(self.inbox)  # probes in the inbox, which Flink does not read
+        #: The last file handed over (a restored job may not have read it yet).
+        self.last: Path | None = self.target / self.part_name(self.sequence) if existing else None
+
+    @staticmethod
+    def part_name(sequence: int) -> str:
+        return f"part-{sequence:010d}.jsonl"
 
     def feed_once(self) -> Path | None:
+        """Hand the inbox over as the next source file; None when it is empty or the job has not yet picked up
+        the last file."""
+        if self.atime_ok and self.last is not None and not was_read(self.last):
+            return None
         files = sorted(p for p in self.inbox.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
         if not files:
             return None
         self.sequence += 1
-        name = f"part-{self.sequence:010d}.jsonl"
+        name = self.part_name(self.sequence)
         tmp = self.target / f".{name}.tmp"
         with open(tmp, "wb") as out:
             for path in files:
@@ -90,10 +107,12 @@ class SpoolFeeder(threading.Thread):
                 out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        mark_unread(tmp)
         os.replace(tmp, self.target / name)
         for path in files:
             path.unlink()
-        return self.target / name
+        self.last = self.target / name
+        return self.last
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):

@@ -28,15 +28,9 @@ from localdev.aws.flink.jobs import (
     kill_orphaned_jobs,
 )
 from localdev.aws.flink.runs import restore_failure
-from localdev.aws.flink.spool import (
-    UNREAD_ATIME,
-    Spool,
-    SpoolError,
-    atime_tracks_reads,
-    from_ranges,
-    to_ranges,
-)
+from localdev.aws.flink.spool import Spool, SpoolError, from_ranges, to_ranges
 from localdev.aws.flink.uploader import Uploader, committed_files, parse_s3_url
+from localdev.file_pickup import UNREAD_ATIME, atime_tracks_reads
 from tests.local_aws.support import alive, wait_for
 
 LOG = logging.getLogger("test.kda")

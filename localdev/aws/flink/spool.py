@@ -7,15 +7,14 @@ dropped as late (measured). So a new file is made visible only after the job has
 (started reading it): from then on the single reader (parallelism 1) finishes that file before it asks for the
 next, so files are read in publication order and records in arrival order.
 
-*Picked up* is read from the file's access time: a file is published with atime set to 1 (epoch + 1 s), and the
-job's first read() sets it to now (relatime updates atime when it is older than mtime). The companion never reads
-a published file. Where atime does not move (a ``noatime`` mount; probed at start), publication falls back to
+*Picked up* is read from the file's access time (:mod:`localdev.file_pickup`); the companion never reads a
+published file. Where atime does not move (a ``noatime`` mount; probed at start), publication falls back to
 spacing files by twice the monitor interval, which keeps each directory listing to one new file.
 
 The sessions runner (:mod:`localdev.flink_runner`) has its own way in: an ``inbox`` that its feeder
-concatenates into the source directory (``flink/``) on a timer of two monitor intervals. The companion
-publishes into ``flink/`` itself instead and leaves the inbox empty, because a timer alone lets files pile up
-(while the JVM starts, or when the job reads slower than the feed) and then be listed together.
+concatenates into the source directory (``flink/``), the next file only once the job has picked up the last.
+The companion publishes into ``flink/`` itself instead and leaves the inbox empty (its manifests and snapshots
+need to know each file).
 
 Crash safety and snapshots. Every published file has a manifest (``manifests/<epoch>/<seq>.json``) holding the
 bridge's Kinesis positions *after* that file, written before the file appears; the bridge resumes from the
@@ -41,30 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from localdev.aws.firehose.streams import atomic_write_json
+from localdev.file_pickup import atime_tracks_reads, mark_unread, was_read
 
-#: atime given to a freshly published file; any read moves it to the present.
-UNREAD_ATIME = 1.0
 FILE_SUFFIX = ".jsonl"
 
 
 class SpoolError(RuntimeError):
     """The spool cannot give what was asked (e.g. a snapshot's files are gone); the message says which."""
-
-
-def atime_tracks_reads(directory: Path) -> bool:
-    """True when reading a file in ``directory`` moves its atime forward (not a noatime mount)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(prefix=".atime-probe-", dir=directory)
-    try:
-        os.write(fd, b"probe\n")
-        os.close(fd)
-        mtime = os.stat(probe).st_mtime
-        os.utime(probe, (UNREAD_ATIME, mtime))
-        with open(probe, "rb") as fh:
-            fh.read()
-        return os.stat(probe).st_atime > UNREAD_ATIME + 1
-    finally:
-        os.unlink(probe)
 
 
 def to_ranges(seqs: Iterable[int]) -> list[list[int]]:
@@ -199,7 +181,7 @@ class Spool:
                         fh.write(b"\n")
                     fh.flush()
                     os.fsync(fh.fileno())
-                os.utime(tmp, (UNREAD_ATIME, os.stat(tmp).st_mtime))
+                mark_unread(Path(tmp))
                 manifest = {
                     "seq": seq,
                     "records": len(lines),
@@ -216,20 +198,16 @@ class Spool:
     def picked_up(self, seq: int) -> bool:
         """True once the job has started reading file ``seq`` (see the module docstring)."""
         path = self.source_dir() / self.file_name(seq)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return True  # parked or pruned: nothing waits for it
-        if self.atime_ok:
-            return st.st_atime > UNREAD_ATIME + 1
-        published = self.manifest(seq).get("published", st.st_mtime)
+        if self.atime_ok or not path.exists():  # parked or pruned: nothing waits for it
+            return was_read(path)
+        published = self.manifest(seq).get("published", os.stat(path).st_mtime)
         return time.time() - published >= 2 * self.monitor_interval_s + 0.5
 
     def mark_unread(self, seq: int) -> None:
         """Wait for ``seq`` to be picked up again (a snapshot taken before the job had started reading it)."""
         path = self.source_dir() / self.file_name(seq)
         if path.exists():
-            os.utime(path, (UNREAD_ATIME, os.stat(path).st_mtime))
+            mark_unread(path)
 
     def wait_picked_up(self, seq: int, timeout: float, stop: threading.Event | None = None) -> bool:
         deadline = time.monotonic() + timeout
