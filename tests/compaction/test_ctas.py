@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include.compaction.ctas import render_compaction_ctas
+from tests.trino_sql import trino_problems
 
 HOUR = datetime(2026, 11, 27, 10, tzinfo=UTC)
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
@@ -35,6 +36,7 @@ def test_renders_the_hour_and_the_contract():
     assert "PARTITION BY event_id" in sql
     assert "ORDER BY user_id, device_id, client_timestamp, event_id" in sql
     assert "{{" not in sql and "{#" not in sql
+    assert trino_problems(sql) == []
 
 
 def test_skew_is_configurable():
