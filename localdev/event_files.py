@@ -328,8 +328,11 @@ def load_events_file(
         return LoadedEvents(f"(SELECT {record} AS record, line_no FROM {name}_lines)", "raw", "line_no")
     # The words of the small vocabularies as ENUMs in the strings' order: the session window sorts and moves one
     # byte instead of a string per event, in the same order.
-    columns = ["event_id", "user_id", "event_ms"]
-    for column in _VOCABULARY_COLUMNS:
+    columns = []
+    for column in ("event_id", "user_id", "device_id", "client_event", "countrycode", "event_ms"):
+        if column not in _VOCABULARY_COLUMNS:
+            columns.append(column)
+            continue
         con.execute(
             f"CREATE TYPE {name}_{column} AS ENUM "
             f"(SELECT DISTINCT {column} FROM {name} WHERE good ORDER BY {column})"
