@@ -124,32 +124,18 @@ checked_events AS (
 {# Read three times below: DuckDB keeps it once (otherwise it pushes the rules into every reader). #}
 valid_events AS {{ 'MATERIALIZED ' if dialect == 'duckdb' }}(
     SELECT event_id, user_id, device_id, client_event, countrycode, event_ms,
-        -- DuckDB finds repeated ids by a 64-bit hash of the id (cheaper to group than the string); a collision
-        -- only sends a few more events to the exact ranking below
         {{ 'hash(event_id)' if dialect == 'duckdb' else 'event_id' }} AS id_key
     FROM checked_events
     WHERE reason IS NULL
 ),
-{# Dedup without sorting every event by event_id: a hash aggregate finds the ids seen more than once, and only
-    their copies are ranked; every other event passes through in the source's order (the compacted Parquet is
-    sorted by key and time, which the session sort below then finds). The winner is the copy with the smallest
-    (event_ms, client_event, countrycode), then user_id, device_id so that even a full tie has one winner. #}
-repeated_ids AS (
-    SELECT id_key FROM valid_events GROUP BY id_key HAVING count(*) > 1
-),
-hour_events AS (
-    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
-    FROM valid_events v WHERE NOT EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = v.id_key)
-    UNION ALL
-    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
-    FROM (
-        SELECT *, row_number() OVER (
-            PARTITION BY event_id ORDER BY event_ms, client_event, countrycode, user_id, device_id) AS copy_no
-        FROM valid_events v
-        WHERE EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = v.id_key)
-    ) ranked_copies
-    WHERE copy_no = 1
-)
+{# The winner among copies has the smallest (event_ms, client_event, countrycode), then user_id, device_id, so
+    that even a full tie has one winner. #}
+{{ sessions.one_row_per_id(
+    'hour_events',
+    'valid_events',
+    'event_id, user_id, device_id, client_event, countrycode, event_ms',
+    'event_ms, client_event, countrycode, user_id, device_id',
+) }}
 {%- endmacro %}
 
 {#- CTEs raw_copy_counts, rejected_rows and late_ledger over the stream's ledgers and the raw copies.

@@ -43,3 +43,26 @@ batch_sessions AS (
     WHERE starts_session
 )
 {%- endmacro %}
+
+{#- CTEs repeated_ids and `name`: one row per event_id of `rel`, the copy first by `order` kept. `rel` has the
+    `columns` plus id_key (in DuckDB a 64-bit hash of event_id, cheaper to group than the string; elsewhere the
+    id itself). A hash aggregate finds the ids that occur more than once (a hash collision only ranks a few more
+    rows), and only their copies are ranked; every other row passes as it is, so no event is sorted by its id.
+    `order` must end in a total order of the copies (or they are exact copies). -#}
+{% macro one_row_per_id(name, rel, columns, order) -%}
+repeated_ids AS (
+    SELECT id_key FROM {{ rel }} GROUP BY id_key HAVING count(*) > 1
+),
+{{ name }} AS (
+    SELECT {{ columns }}
+    FROM {{ rel }} v WHERE NOT EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = v.id_key)
+    UNION ALL
+    SELECT {{ columns }}
+    FROM (
+        SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY {{ order }}) AS copy_no
+        FROM {{ rel }} v
+        WHERE EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = v.id_key)
+    ) ranked_copies
+    WHERE copy_no = 1
+)
+{%- endmacro %}
