@@ -334,7 +334,7 @@ def load_events_file(
             columns.append(column)
             continue
         con.execute(
-            f"CREATE TYPE {name}_{column} AS ENUM "
+            f"CREATE OR REPLACE TYPE {name}_{column} AS ENUM "
             f"(SELECT DISTINCT {column} FROM {name} WHERE good ORDER BY {column})"
         )
         columns.append(f"CAST({column} AS {name}_{column}) AS {column}")

@@ -252,6 +252,8 @@ def test_sql_reading_sessionizes_like_the_reference(tmp_path, with_escape, separ
         checked.events, CONTRACT
     )
     assert batch.rejected(con, CONTRACT, events.relation, **kind) == []
+    again = load_events_file(con, path, CONTRACT)  # the same table and types again, on the same connection
+    assert batch.sessions(con, CONTRACT, again.relation, **kind) == sessions
 
 
 @pytest.mark.parametrize(
