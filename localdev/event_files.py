@@ -280,14 +280,19 @@ def _proof_sql(name: str, extract: str, contract: SessionContract, now_ms: int) 
                 AND epoch_ms(ts) <= {now_ms + contract.max_future_skew_ms},
                 FALSE
             ) AS good,
-            v[1] AS event_id,
+            -- an id that is a UUID as DuckDB writes one (lowercase, hyphens) as a UUID: they sort like their text
+            -- and the session window sorts 16 bytes, not a string; any other id as its text
+            CASE WHEN uuid_text = v[1] THEN event_uuid END AS event_uuid,
+            CASE WHEN uuid_text = v[1] THEN NULL ELSE v[1] END AS event_text,
             user_id,
             v[3] AS device_id,
             v[4] AS client_event,
             epoch_ms(ts) AS event_ms,
             v[6] AS countrycode
         FROM (
-            SELECT *, try_strptime(v[5], '{ts_format}') AS ts, TRY_CAST(v[2] AS INTEGER) AS user_id FROM members
+            SELECT *, try_strptime(v[5], '{ts_format}') AS ts, TRY_CAST(v[2] AS INTEGER) AS user_id,
+                TRY_CAST(v[1] AS UUID) AS event_uuid, CAST(TRY_CAST(v[1] AS UUID) AS VARCHAR) AS uuid_text
+            FROM members
         )
         """
 
@@ -319,7 +324,9 @@ def load_events_file(
         # A line starting with "{" is not JSON. Only then is each line's reading wrapped in try() (it costs
         # 7 % of the reading): the Python checks name that line anyway.
         con.execute(_proof_sql(name, f"try({extract})", contract, now_ms))
-    [(suspicious,)] = con.execute(f"SELECT count(*) FROM {name} WHERE NOT good AND NOT blank").fetchall()
+    [(suspicious, text_ids)] = con.execute(
+        f"SELECT count_if(NOT good AND NOT blank), count_if(good AND event_text IS NOT NULL) FROM {name}"
+    ).fetchall()
 
     if suspicious:
         read_events_file(source, contract, now_ms)  # raises at the first bad line, or accepts the file
@@ -328,8 +335,12 @@ def load_events_file(
         return LoadedEvents(f"(SELECT {record} AS record, line_no FROM {name}_lines)", "raw", "line_no")
     # The words of the small vocabularies as ENUMs in the strings' order: the session window sorts and moves one
     # byte instead of a string per event, in the same order.
-    columns = []
-    for column in ("event_id", "user_id", "device_id", "client_event", "countrycode", "event_ms"):
+    columns = [
+        "COALESCE(event_text, CAST(event_uuid AS VARCHAR)) AS event_id"
+        if text_ids
+        else "event_uuid AS event_id"
+    ]
+    for column in ("user_id", "device_id", "client_event", "countrycode", "event_ms"):
         if column not in _VOCABULARY_COLUMNS:
             columns.append(column)
             continue

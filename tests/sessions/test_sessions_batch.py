@@ -334,3 +334,50 @@ def test_cli_duckdb_keeps_the_first_line_of_a_repeated_event_id(tmp_path):
     assert sessions == reference.sessionize(checked.events, CONTRACT)
     (user5,) = golden.by_user(sessions, 5)
     assert (user5["event_count"], user5["last_event"]) == (2, "login")
+
+
+@pytest.mark.parametrize(
+    ("ids", "read_as"),
+    [
+        # UUIDs as DuckDB writes them are read as UUIDs, which sort like their text (a signed 128-bit order would
+        # put the f... id first)
+        (
+            [
+                "f0000000-0000-4000-8000-000000000000",
+                "0fffffff-ffff-4fff-bfff-ffffffffffff",
+                "80000000-0000-4000-8000-000000000000",
+            ],
+            "UUID",
+        ),
+        # one id that is not such a UUID (uppercase; no UUID at all): every id stays text
+        (
+            ["F0000000-0000-4000-8000-000000000000", "0fffffff-ffff-4fff-bfff-ffffffffffff", "e" * 8],
+            "VARCHAR",
+        ),
+        (
+            ["f0000000-0000-4000-8000-000000000000", "0fffffff-ffff-4fff-bfff-ffffffffffff", "a" * 8],
+            "VARCHAR",
+        ),
+    ],
+)
+def test_cli_duckdb_breaks_ties_by_the_event_id_text(tmp_path, ids, read_as):
+    """Events of one key at the same time with the same client_event: the smallest event_id (as text) comes
+    first, and the session takes its countrycode, however the ids are read."""
+    from localdev.event_files import load_events_file
+
+    uuids = [f"{i:08x}-1111-4111-8111-111111111111" for i in (0xC0000000, 0x10000000, 0xA0000000)]
+    records = [
+        json.dumps(golden.event(event_id, 9, golden.T, "login", countrycode=country))
+        for event_id, country in zip(ids + uuids, ["IE", "DE", "CZ", "BE", "IE", "DE"], strict=True)
+    ]
+    records.append(json.dumps(golden.event(uuids[0], 10, golden.T, "login", countrycode="CZ")))
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(r + "\n" for r in records))
+    con = batch.connect()
+    events = load_events_file(con, path, CONTRACT)
+    assert con.sql(f"SELECT DISTINCT typeof(event_id) FROM {events.relation}").fetchall() == [(read_as,)]
+    kind = {"source_kind": events.source_kind, "arrival_order": events.arrival_order}
+    sessions = batch.sessions(con, CONTRACT, events.relation, **kind)
+    checked = reference.check_records(records, CONTRACT)
+    assert sessions == reference.sessionize(checked.events, CONTRACT)
+    assert golden.by_user(sessions, 9)[0]["countrycode"] == "DE"

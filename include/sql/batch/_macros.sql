@@ -76,7 +76,8 @@ END END
       source_kind == 'typed': event_id, user_id, device_id, client_event, countrycode and client_timestamp as a
                               TIMESTAMP/TIMESTAMPTZ (e.g. the compacted Parquet), plus the arrival_order column;
       source_kind == 'proven': events a reader already proved to pass every reject rule (localdev.event_files):
-                              event_id, user_id (INTEGER), device_id, client_event, countrycode (VARCHAR, or an
+                              event_id (VARCHAR, or UUID when every id is one as DuckDB writes it: the same
+                              order), user_id (INTEGER), device_id, client_event, countrycode (VARCHAR, or an
                               ENUM of the words in their string order), event_ms (epoch ms), plus the
                               arrival_order column. No rule runs again and nothing is rejected;
                               no string holds a quote or a backslash either (their JSON text is the string in
