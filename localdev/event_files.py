@@ -152,10 +152,11 @@ def check_time_order(events: EventsFile, contract: SessionContract) -> None:
 # --- The DuckDB engine's reading: every line checked in SQL, Python only for a file with a suspicious line ---
 
 
-#: A clean line (see _lines_table) is proven good in one of two ways. The fast one: its six values, as DuckDB's JSON
-#: reader gives them, written back in the writers' own shape (json.dumps of the members in EVENT_FIELDS order, with
-#: ", " and ": " or with "," and ":" between them) give the line again, byte for byte. Then the line holds no
-#: escape, no other member, no second value and no odd spacing, so json.loads reads exactly those values.
+#: A line is proven good in one of two ways. The fast one, for a clean line (see _lines_table: no escape, so each
+#: string's value is its text and holds no quote or backslash): its six values, as DuckDB's JSON reader gives them,
+#: written back in the writers' own shape (json.dumps of the members in EVENT_FIELDS order, with ", " and ": " or
+#: with "," and ":" between them) give the line again, byte for byte. So the line has no other member, no second
+#: value and no odd spacing, and json.loads reads exactly those values.
 def _writers_shape(compact: bool) -> str:
     colon, comma = (":", ",") if compact else (": ", ", ")
     parts = []
@@ -165,7 +166,7 @@ def _writers_shape(compact: bool) -> str:
     return f"concat({', '.join(parts)}, '}}', chr(10))"
 
 
-#: The other way, for any other clean line: one JSON object of exactly six members, each a non-empty string without
+#: The other way, for any other line: one JSON object of exactly six members, each a non-empty string without
 #: escapes or control characters or a positive integer (so Python's json and DuckDB's reader see the same values).
 _PLAIN_MEMBER = (
     r'(?:"(?:event_id|device_id|client_event|client_timestamp|countrycode)"[ \t]*:[ \t]*"[^"\\\x00-\x1f]+"'
@@ -190,9 +191,13 @@ class LoadedEvents:
 _SCAN_BYTES = 1 << 22
 
 
-def _control_bytes(codes: np.ndarray) -> np.ndarray:
-    """Positions of the bytes below a space, found a few MB at a time (no temporary array as large as the file)."""
-    found = [np.flatnonzero(codes[i : i + _SCAN_BYTES] < 32) + i for i in range(0, len(codes), _SCAN_BYTES)]
+def _odd_bytes(codes: np.ndarray) -> np.ndarray:
+    """Positions of the bytes below a space and of the backslashes, found a few MB at a time (no temporary array
+    as large as the file)."""
+    found = []
+    for start in range(0, len(codes), _SCAN_BYTES):
+        chunk = codes[start : start + _SCAN_BYTES]
+        found.append(np.flatnonzero((chunk < 32) | (chunk == 92)) + start)
     return np.concatenate(found) if found else np.empty(0, np.intp)
 
 
@@ -207,13 +212,14 @@ def _file_bytes(source: Path) -> bytes | mmap.mmap:
 
 def _lines_table(data: bytes | mmap.mmap) -> pa.Table:
     """The file's lines (split at b"\\n" like iterating a binary file, each with its newline) as Arrow strings
-    without copying, with 1-based line numbers and ``clean``: the line holds no control character but its newline
-    (a carriage return just before it included). Raises ValueError when the bytes are not UTF-8."""
+    without copying, with 1-based line numbers and ``clean``: the line holds no backslash (so no JSON escape) and no
+    control character but its newline (a carriage return just before it included). Raises ValueError when the
+    bytes are not UTF-8."""
     codes = np.frombuffer(data, np.uint8)
-    controls = _control_bytes(codes)  # the newlines and, rarely, anything else below a space
-    is_newline = codes[controls] == 10
-    newlines = controls[is_newline]
-    unclean = controls[~is_newline]
+    odd = _odd_bytes(codes)  # the newlines and, rarely, a backslash or anything else below a space
+    is_newline = codes[odd] == 10
+    newlines = odd[is_newline]
+    unclean = odd[~is_newline]
     if len(unclean):
         after = np.minimum(unclean + 1, len(codes) - 1)
         crlf = (codes[unclean] == 13) & (codes[after] == 10) & (unclean + 1 < len(codes))
