@@ -381,3 +381,29 @@ def test_cli_duckdb_breaks_ties_by_the_event_id_text(tmp_path, ids, read_as):
     checked = reference.check_records(records, CONTRACT)
     assert sessions == reference.sessionize(checked.events, CONTRACT)
     assert golden.by_user(sessions, 9)[0]["countrycode"] == "DE"
+
+
+@pytest.mark.parametrize("max_words", [2, 4096])
+def test_sql_reading_keeps_large_vocabularies_as_text(tmp_path, monkeypatch, max_words):
+    """device_id, client_event and countrycode become ENUMs only when they have few words: same sessions."""
+    from localdev import event_files
+    from localdev.event_files import load_events_file
+
+    monkeypatch.setattr(event_files, "_MAX_ENUM_WORDS", max_words)
+    records = [text for _, text in golden.random_block(5, range(4000, 4010), golden.T, 400)]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(r + "\n" for r in records))
+    con = batch.connect()
+    events = load_events_file(con, path, CONTRACT)
+    for column in ("device_id", "client_event", "countrycode"):
+        words = {json.loads(r)[column] for r in records}
+        [(read_as,)] = con.sql(f"SELECT DISTINCT typeof({column}) FROM {events.relation}").fetchall()
+        expected = (
+            f"ENUM({', '.join(repr(w) for w in sorted(words))})" if len(words) <= max_words else "VARCHAR"
+        )
+        assert read_as == expected
+    kind = {"source_kind": events.source_kind, "arrival_order": events.arrival_order}
+    checked = reference.check_records(records, CONTRACT)
+    assert batch.sessions(con, CONTRACT, events.relation, **kind) == reference.sessionize(
+        checked.events, CONTRACT
+    )
