@@ -2,6 +2,8 @@
     DuckDB dialect. Timestamps are handled as epoch milliseconds and plain (UTC) TIMESTAMPs, so the DuckDB
     session time zone never matters. -#}
 
+{% import 'batch/_session_macros.sql' as s with context %}
+
 {#- The six members read from a raw record, in this order. -#}
 {% set EVENT_MEMBERS = ('event_id', 'user_id', 'device_id', 'client_event', 'client_timestamp', 'countrycode') %}
 
@@ -89,24 +91,14 @@ END END
 checked_events AS (
     SELECT NULL::VARCHAR AS reason, NULL::VARCHAR AS record, NULL::BIGINT AS arrival_order WHERE FALSE
 ),
-{#- Dedup without ranking every event: a hash aggregate of 64-bit hashes of the ids finds the ids that may repeat
-    (a collision only ranks a few more), and only their copies are ranked; the others pass as they are. -#}
+{#- The dedup groups 64-bit hashes of the ids and ranks only the copies of repeated ids (one_row_per_id). -#}
 proven_events AS NOT MATERIALIZED (
     SELECT event_id, user_id, device_id, client_event, countrycode, event_ms,
         {{ arrival_order }} AS arrival_order, hash(event_id) AS id_key
     FROM {{ source }}
 ),
-repeated_ids AS (
-    SELECT id_key FROM proven_events GROUP BY id_key HAVING count(*) > 1
-),
-unique_events AS (
-    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
-    FROM proven_events p WHERE NOT EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = p.id_key)
-    UNION ALL
-    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
-    FROM proven_events p WHERE EXISTS (SELECT 1 FROM repeated_ids r WHERE r.id_key = p.id_key)
-    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY arrival_order) = 1
-)
+{{ s.one_row_per_id('unique_events', 'proven_events',
+    'event_id, user_id, device_id, client_event, countrycode, event_ms', 'arrival_order') }}
 {% else %}
 {% if source_kind == 'raw' %}
 {#- Each JSON function parses the record again, so a record is parsed three times (valid? root type? the six
