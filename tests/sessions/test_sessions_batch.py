@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -407,3 +409,21 @@ def test_sql_reading_keeps_large_vocabularies_as_text(tmp_path, monkeypatch, max
     assert batch.sessions(con, CONTRACT, events.relation, **kind) == reference.sessionize(
         checked.events, CONTRACT
     )
+
+
+@pytest.mark.parametrize("scan_bytes", [1, 7, 64, 1 << 22])
+def test_lines_table_splits_and_marks_lines_like_python(monkeypatch, scan_bytes):
+    """The lines as iterating the binary file gives them, and `clean` exactly when a line has no backslash and no
+    control byte but its line end, however the scan is cut into pieces."""
+    from localdev import event_files
+
+    monkeypatch.setattr(event_files, "_SCAN_BYTES", scan_bytes)
+    lines = [b'{"a": 1}\n', b"\n", b"plain\r\n", b"cr\rinside\n", b"tab\there\n", b"back\\slash\n", b"\r\n"]
+    lines += [b"caf\xc3\xa9\n", b"nul\x00\n", b"last line without newline\r"]
+    data = b"".join(lines)
+    table = event_files._lines_table(data)
+    assert [x.as_py().encode() for x in table.column("line")] == list(io.BytesIO(data))
+    assert table.column("line_no").to_pylist() == list(range(1, len(lines) + 1))
+    clean = [not re.search(rb"[\x00-\x1f\\]", line.removesuffix(b"\n").removesuffix(b"\r")) for line in lines]
+    clean[-1] = False  # a carriage return with no newline after it is not a line end
+    assert table.column("clean").to_pylist() == clean
