@@ -6,6 +6,8 @@ Sources are either raw records (the JSON text as received, like Flink reads it) 
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO
 
@@ -98,16 +100,52 @@ def write_sessions_jsonl(
         f"SELECT {line} AS line FROM ({sql}) AS session_rows ORDER BY user_id, device_id, session_start"
     ).to_arrow_reader(_WRITE_BATCH_ROWS)
     count = 0
-    for batch in reader:
-        lines = batch.column(0)
-        if lines.null_count:
-            raise RuntimeError("batch/sessions.sql gave a session row without a JSON line")
-        # the lines are back to back in the array's data buffer: write that range as it is
-        offsets = np.frombuffer(lines.buffers()[1], _OFFSET_TYPES[lines.type])
-        first, last = offsets[lines.offset], offsets[lines.offset + len(lines)]
-        out.write(memoryview(lines.buffers()[2])[first:last])
-        count += len(lines)
+    with _BackgroundWriter(out) as writer:  # DuckDB makes the next batch while the last one is written
+        for batch in reader:
+            lines = batch.column(0)
+            if lines.null_count:
+                raise RuntimeError("batch/sessions.sql gave a session row without a JSON line")
+            # the lines are back to back in the array's data buffer: write that range as it is
+            offsets = np.frombuffer(lines.buffers()[1], _OFFSET_TYPES[lines.type])
+            first, last = offsets[lines.offset], offsets[lines.offset + len(lines)]
+            writer.write(memoryview(lines.buffers()[2])[first:last])
+            count += len(lines)
     return count
+
+
+class _BackgroundWriter:
+    """Writes to ``out`` on a thread of its own, in order, at most two chunks behind (the file write and DuckDB
+    both let go of the GIL, so they overlap); the first error is raised in the caller, at the next write or at
+    the end of the block."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.chunks: queue.Queue[memoryview | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sessions-writer", daemon=True)
+
+    def _run(self) -> None:
+        while (chunk := self.chunks.get()) is not None:
+            if self.error is None:
+                try:
+                    self.out.write(chunk)
+                except BaseException as exc:  # handed to the caller
+                    self.error = exc
+
+    def write(self, chunk: memoryview) -> None:
+        if self.error is not None:
+            raise self.error
+        self.chunks.put(chunk)
+
+    def __enter__(self) -> _BackgroundWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.chunks.put(None)
+        self.thread.join()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
 
 
 _WRITE_BATCH_ROWS = 1 << 17

@@ -427,3 +427,24 @@ def test_lines_table_splits_and_marks_lines_like_python(monkeypatch, scan_bytes)
     clean = [not re.search(rb"[\x00-\x1f\\]", line.removesuffix(b"\n").removesuffix(b"\r")) for line in lines]
     clean[-1] = False  # a carriage return with no newline after it is not a line end
     assert table.column("clean").to_pylist() == clean
+
+
+def test_a_failing_output_write_fails_the_command_with_the_writers_error(tmp_path):
+    """The session lines are written on a thread of their own while DuckDB makes the next batch; an error there
+    (here a full disk, /dev/full) still fails the call with it, not a short file and a success."""
+    from include.sessions import batch
+    from localdev.event_files import load_events_file
+
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        "\n".join(text for _, text in golden.random_block(7, range(4000, 4050), golden.T, 600)) + "\n"
+    )
+    con = batch.connect()
+    try:
+        events = load_events_file(con, path, CONTRACT)
+        with open("/dev/full", "wb", buffering=0) as full, pytest.raises(OSError, match="No space left"):
+            batch.write_sessions_jsonl(
+                con, CONTRACT, full, events.relation, source_kind=events.source_kind, arrival_order="line_no"
+            )
+    finally:
+        con.close()
