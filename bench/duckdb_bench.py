@@ -10,7 +10,9 @@
    Both give the same number of sessions (checked).
 2. Batch sessions of an hour from compacted Parquet (``include.reconciliation.hour_sessions.build``: reject rules,
    dedup, sessions, settled/deferred marks) in events/s against DuckDB's bare ``read_parquet`` with a plain
-   lag + running-sum window (the sessionizing alone, no rules, dedup or session rows) on the same file.
+   lag + running-sum window (the sessionizing alone, no rules, dedup or session rows) on the same file, written
+   as the compaction writes it (sorted by key and time, ``CompactionParams.row_group_rows`` rows per group).
+   ``bench.hour_sessions_profile`` shows where the hour's time goes.
 
     python -m bench.duckdb_bench                          # 1 M JSON events, 1 M-session hour (about 3 M events)
     python -m bench.duckdb_bench --events 200000 --sessions 200000 --repeats 1
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     from bench.reconciliation_bench import HOUR, synthetic_hour
+    from include.compaction.params import CompactionParams
     from include.reconciliation import ReconcileOptions
     from include.reconciliation import hour_sessions as hs
     from include.reconciliation.inputs import EVENTS_SCHEMA, register
@@ -188,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
         events, _ = synthetic_hour(args.sessions, args.seed)
         parquet = Path(tmp) / "part-00000.parquet"
-        pq.write_table(events, parquet, compression="zstd")
+        # laid out as the compaction writes it: sorted by key and time, its row groups
+        pq.write_table(events, parquet, compression="zstd", row_group_size=CompactionParams().row_group_rows)
         options = ReconcileOptions(now=HOUR.replace(day=28))
         window = HourWindow.of(HOUR, options)
 
