@@ -220,3 +220,15 @@ def test_typed_rules_shortcut_decides_like_the_rules(change, kept):
     _, built, _, _ = build([e])
     assert built.window_events == (1 if kept else 0)
     assert (not reference_sessions([e])) is (not kept)
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_build_leaves_the_connections_insertion_order_setting_as_it_was(kept):
+    """The build writes its tables in any row order (faster), then gives the connection back as it was: later
+    queries on it (the classification, the report) may rely on the setting."""
+    con = hour_sessions.duckdb.connect()
+    con.execute(f"SET preserve_insertion_order = {str(kept).lower()}")
+    view = register(con, "events_in", typed([event(1, 1, 10), event(2, 1, 20)]), EVENTS_SCHEMA, "parquet")
+    built = hour_sessions.build(con, view, HourWindow.of(H, OPTIONS), OPTIONS)
+    assert built.window_events == 2
+    assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0] is kept
