@@ -2,9 +2,10 @@
 
 Files read out of arrival order make whole files late, so the feeder concatenates the inbox, in name (= arrival)
 order, into one new file under ``<spool>/flink``, and hands over the next only once the job has picked up the
-last one (:mod:`localdev.file_pickup`): the file source never discovers two files at once. A timer alone did not
-ensure that: while a restored job's JVM started slowly, two ticks' files were listed together and read in the
-wrong order, and an event written before the restart came out late (a flaky savepoint test, under load).
+last one (:mod:`localdev.file_pickup`): the file source never discovers two files at once. A timer alone does not
+ensure that: when the source's directory scan runs late (a loaded machine, a JVM starting), two ticks' files are
+listed together and may be read in the wrong order, so an earlier file's events come out late (the likely cause
+of a savepoint test that failed now and then under load).
 """
 
 from __future__ import annotations
