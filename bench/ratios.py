@@ -69,7 +69,7 @@ RATIOS = (
         1.0,
         True,
         "×",
-        "from compacted Parquet; the 2 M events/s target is the bare window's speed",
+        "from compacted Parquet, against DuckDB's bare window on the same file",
     ),
     Ratio(
         "batch sessions of an hour, events/s",
@@ -99,6 +99,11 @@ RATIOS = (
         "same objects, same run, one thread each",
     ),
 )
+
+
+def _shown(value: float, unit: str) -> str:
+    """A measured value or target with its unit (rates in millions)."""
+    return f"{value / 1e6:.2f} M {unit}" if unit == "events/s" else f"{value:g} {unit}"
 
 
 def run_bench(name: str, args: list[str], out: Path) -> dict:
@@ -154,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             holds, shown = "not measured", "—"
         else:
             ok = value >= ratio.target if ratio.higher_is_better else value <= ratio.target
-            holds, shown = ("yes" if ok else "**no**"), f"{value:g} {ratio.unit}"
+            holds, shown = ("yes" if ok else "**no**"), _shown(value, ratio.unit)
             failed += not ok
         sign = "≥" if ratio.higher_is_better else "≤"
         load = "→".join(str(x) for x in results["_load"])
         print(
-            f"| {ratio.name} | {shown} | {sign} {ratio.target:g} {ratio.unit} | {holds} | {load} | {ratio.what} |"
+            f"| {ratio.name} | {shown} | {sign} {_shown(ratio.target, ratio.unit)} | {holds} | {load} | {ratio.what} |"
         )
     print(f"\n{failed} target(s) not met" if failed else "\nevery measured target holds")
     return 0
