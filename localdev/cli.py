@@ -17,7 +17,8 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -69,11 +70,8 @@ def sessionize(
     """Sessions of a checked events file with the chosen engine, sorted by user_id, device_id, session_start."""
     if engine == "duckdb":
         from include.sessions import batch
-        from localdev.event_files import load_events_file
 
-        con = batch.connect()
-        try:
-            events = load_events_file(con, input_path, contract)
+        with _duckdb_events(input_path, contract) as (con, events):
             # already in the order _sort_sessions gives: batch/sessions.sql ends with ORDER BY user_id, device_id,
             # session_start (DuckDB compares strings by code point, like Python)
             return batch.sessions(
@@ -83,8 +81,6 @@ def sessionize(
                 source_kind=events.source_kind,
                 arrival_order=events.arrival_order,
             )
-        finally:
-            con.close()
     if engine == "flink":
         from localdev import flink_runner
         from localdev.event_files import check_stream_file, existing_file
@@ -111,11 +107,8 @@ def sessionize_duckdb_to_file(input_path: str | os.PathLike, output: Path, contr
     """What ``sessionize("duckdb", ...)`` returns, written as the JSON lines ``_write_jsonl`` writes (the same
     bytes), with the lines made in SQL; returns the number of sessions."""
     from include.sessions import batch
-    from localdev.event_files import load_events_file
 
-    con = batch.connect()
-    try:
-        events = load_events_file(con, input_path, contract)
+    with _duckdb_events(input_path, contract) as (con, events):
         return _write_atomically(
             output,
             lambda handle: batch.write_sessions_jsonl(
@@ -127,6 +120,17 @@ def sessionize_duckdb_to_file(input_path: str | os.PathLike, output: Path, contr
                 arrival_order=events.arrival_order,
             ),
         )
+
+
+@contextmanager
+def _duckdb_events(input_path: str | os.PathLike, contract: SessionContract) -> Iterator[tuple[Any, Any]]:
+    """A DuckDB connection with the file's events checked and loaded (``load_events_file``), closed afterwards."""
+    from include.sessions import batch
+    from localdev.event_files import load_events_file
+
+    con = batch.connect()
+    try:
+        yield con, load_events_file(con, input_path, contract)
     finally:
         con.close()
 

@@ -2,18 +2,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from tests.compaction.helpers import BUCKET
+from tests.moto_s3 import s3_with_bucket
 
 
 @pytest.fixture
 def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with s3_with_bucket(BUCKET) as client:
         yield client
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import gzip
 import json
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from localdev.demo import Background, RawInventory, airflow_schema_head
+from tests.moto_s3 import s3_with_bucket
 
 BUCKET = "clickstream-lake"
 PART = "raw/events/dt=2026-11-29/hr=01/"
@@ -26,9 +25,7 @@ def _event(event_id: str) -> str:
 
 @pytest.fixture
 def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with s3_with_bucket(BUCKET) as client:
         yield client
 
 

@@ -15,11 +15,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
 
 from include.compaction import layout as compaction_layout
 from include.compaction.events_table import EVENTS_SCHEMA
@@ -29,6 +27,7 @@ from include.sessions.contract import SessionContract
 from localdev.reference import check_records, closed_sessions, metrics, sessionize
 from localdev.report import EmptyLakeError, LakeReadError, build_report
 from localdev.report.lake import SESSIONS_SCHEMA
+from tests.moto_s3 import s3_with_bucket
 
 HOUR = datetime(2026, 11, 27, 10, tzinfo=UTC)
 START, END = HOUR + timedelta(minutes=20), HOUR + timedelta(minutes=32)
@@ -156,9 +155,7 @@ def _write_lake(s3, data, *, batch_sessions: bool = True, reconciliation: bool =
 
 @pytest.fixture
 def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with s3_with_bucket(BUCKET) as client:
         yield client
 
 
@@ -167,9 +164,7 @@ def full_report(data, tmp_path_factory):
     """The report of the whole lake, its hours left to the default (the hours with data): built once, as the
     rendering of its eight charts is most of these tests' time."""
     out = tmp_path_factory.mktemp("report")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with s3_with_bucket(BUCKET) as client:
         _write_lake(client, data)
         return build_report(client, BUCKET, SETTINGS, None, out), out
 

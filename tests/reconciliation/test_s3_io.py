@@ -9,11 +9,9 @@ import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
 
 from include.compaction import layout as compaction_layout
 from include.compaction.validation import RecordValidator, Rejection
@@ -23,6 +21,7 @@ from include.reconciliation.inputs import EVENTS_SCHEMA
 from include.reconciliation.offline import read_inputs, read_raw_events
 from include.reconciliation.options import floor_hour
 from localdev import reference
+from tests.moto_s3 import s3_with_bucket
 from tests.reconciliation.helpers import CONTRACT, H, every_cause, line
 
 BUCKET = "lake"
@@ -102,9 +101,7 @@ def put_lake(s3, scenario, tmp_path) -> None:
 
 @pytest.fixture
 def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with s3_with_bucket(BUCKET) as client:
         yield client
 
 
