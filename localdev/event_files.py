@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from include.events_schema import CLIENT_EVENT_MAX_LEN, EVENT_FIELDS
 from include.sessions.contract import LATE_MARGIN_MS, SessionContract
-from include.sessions.templates import sql_str
+from include.sessions.vocabulary import enum_type, small_vocabularies
 from localdev.reference import fields_of, reject_reason, timestamp_ms
 
 _STRING_FIELDS = ("event_id", "device_id", "client_event", "client_timestamp", "countrycode")
@@ -349,12 +349,7 @@ def load_events_file(
         return LoadedEvents(f"(SELECT {record} AS record, line_no FROM {name}_lines)", "raw", "line_no")
     # The words of small vocabularies as ENUMs in the strings' order: the session window sorts and moves one byte
     # instead of a string per event, in the same order. A column with more words stays text.
-    listed = ", ".join(f"list(DISTINCT {column}) AS {column}" for column in _VOCABULARY_COLUMNS)
-    small = ", ".join(
-        f"CASE WHEN len({column}) <= {_MAX_ENUM_WORDS} THEN list_sort({column}) END"
-        for column in _VOCABULARY_COLUMNS
-    )
-    [vocabularies] = con.execute(f"SELECT {small} FROM (SELECT {listed} FROM {name} WHERE good)").fetchall()
+    vocabularies = small_vocabularies(con, f"(SELECT * FROM {name} WHERE good)", _VOCABULARY_COLUMNS)
     # event_id as a UUID when every id is one as DuckDB writes it (see the proof: the same order, 16 bytes)
     columns = [
         "COALESCE(event_text, CAST(event_uuid AS VARCHAR)) AS event_id"
@@ -362,16 +357,11 @@ def load_events_file(
         else "event_uuid AS event_id"
     ]
     for column in ("user_id", "device_id", "client_event", "countrycode", "event_ms"):
-        words = vocabularies[_VOCABULARY_COLUMNS.index(column)] if column in _VOCABULARY_COLUMNS else None
-        if words is None:
-            columns.append(column)
-            continue
-        con.execute(f"CREATE OR REPLACE TYPE {name}_{column} AS ENUM ({', '.join(map(sql_str, words))})")
-        columns.append(f"CAST({column} AS {name}_{column}) AS {column}")
+        words = vocabularies.get(column)
+        columns.append(f"CAST({column} AS {enum_type(words)}) AS {column}" if words else column)
     return LoadedEvents(f"(SELECT {', '.join(columns)}, line_no FROM {name} WHERE good)", "proven", "line_no")
 
 
-_MAX_ENUM_WORDS = 4096
 _VOCABULARY_COLUMNS = ("device_id", "client_event", "countrycode")
 
 

@@ -1,9 +1,12 @@
 """Batch sessions of hour H from the compacted events, in DuckDB, rendered from the session contract.
 
-``include/sql/batch/hour_events.sql`` keeps the valid unique events of [H - gap, H + 1 h + L];
+``include/sql/batch/hour_events.sql`` keeps the valid events of [H - gap, H + 1 h + L] and
+``include/sql/batch/hour_events_copies.sql`` deletes the copies of an event_id but one;
 ``include/sql/batch/hour_sessions.sql`` sessionizes them with the contract's definition (the same as
-``batch/sessions.sql`` and the Flink job; tested equal) and marks each session's hour and whether it is settled.
-Both stay in the connection as tables for the reconciliation; :func:`hour_sessions_table` is the hour's sessions
+``batch/sessions.sql`` and the Flink job; tested equal) and marks each session's hour and whether it is settled;
+it reads device_id and client_event as ENUMs of their words (``include.sessions.vocabulary``) and sorts without the
+event_id, so ``include/sql/batch/hour_sessions_ties.sql`` then gives the few sessions whose first events tie on time
+and name the countrycode of the smallest event_id. Both stay in the connection as tables for the reconciliation; :func:`hour_sessions_table` is the hour's sessions
 with exactly the stream's columns, what is published under ``batch/sessions/``.
 """
 
@@ -25,6 +28,7 @@ from include.reconciliation.inputs import STREAM_SESSION_SCHEMA
 from include.reconciliation.options import HourWindow, ReconcileOptions, to_ms
 from include.sessions.contract import SESSION_FIELDS, iso_ms
 from include.sessions.templates import render
+from include.sessions.vocabulary import narrow_words
 
 EVENTS_TABLE = "hour_events"
 WINDOW_TABLE = "window_sessions"
@@ -82,18 +86,31 @@ def build(
     with insertion_order_not_kept(con):
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {EVENTS_TABLE} AS "
-            + render("batch/hour_events.sql", contract, source=batch_events, **values)
+            + render(
+                "batch/hour_events.sql", contract, source=batch_events, copies_removed_later=True, **values
+            )
         )
+        con.execute(render("batch/hour_events_copies.sql", contract, events=EVENTS_TABLE, **values))
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {WINDOW_TABLE} AS "
             + render(
-                "batch/hour_sessions.sql", contract, events=EVENTS_TABLE, source=None, window=True, **values
+                "batch/hour_sessions.sql",
+                contract,
+                events=narrow_words(con, EVENTS_TABLE, ("device_id", "client_event")),
+                source=None,
+                window=True,
+                **values,
             )
         )
     events = con.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchall()[0][0]
-    settled, deferred = con.execute(
-        f"SELECT coalesce(count_if(settled), 0), coalesce(count_if(NOT settled), 0) FROM {WINDOW_TABLE} WHERE in_hour"
+    settled, deferred, tied = con.execute(
+        f"SELECT coalesce(count_if(settled AND in_hour), 0), coalesce(count_if(NOT settled AND in_hour), 0), "
+        f"count_if(first_tied) FROM {WINDOW_TABLE}"
     ).fetchall()[0]
+    if tied:
+        con.execute(
+            render("batch/hour_sessions_ties.sql", contract, events=EVENTS_TABLE, window=WINDOW_TABLE)
+        )
     return BatchSessions(EVENTS_TABLE, WINDOW_TABLE, events, settled, deferred, time.perf_counter() - started)
 
 

@@ -133,7 +133,10 @@ def test_same_template_as_duckdb_only_spellings_differ():
             "window_sessions",
         ]
     )
-    assert len(duck.splitlines()) == len(trino.splitlines())
+    # line for line, but for repeated_ids: DuckDB finds them by sorting the id hashes, Trino by grouping the ids
+    without_repeated_ids = lambda sql: re.sub(r"^repeated_ids AS \(.*?^\),$", "", sql, flags=re.M | re.S)  # noqa: E731
+    assert "lag(id_key)" in duck and "lag(id_key)" not in trino
+    assert len(without_repeated_ids(duck).splitlines()) == len(without_repeated_ids(trino).splitlines())
     assert CONTRACT.gap_ms == options.contract.gap_ms and f"<= {CONTRACT.gap_ms}" in trino
 
 

@@ -232,3 +232,45 @@ def test_build_leaves_the_connections_insertion_order_setting_as_it_was(kept):
     built = hour_sessions.build(con, view, HourWindow.of(H, OPTIONS), OPTIONS)
     assert built.window_events == 2
     assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0] is kept
+
+
+def test_first_events_tied_on_time_and_name_take_the_country_of_the_smallest_event_id():
+    """The session window sorts by (time, client_event) only; where a session's first events also tie on the name,
+    the countrycode must still be the smallest event_id's (the contract's first event), whatever the input order.
+    With 40 such sessions an arbitrary pick among the ties would get some wrong."""
+    events = []
+    for user in range(1, 41):
+        n = user * 10
+        # three events tie at the session's start; the smallest id (n + 1) is from "AA", listed last
+        events += [
+            event(n + 3, user, 5, "login", countrycode="CC"),
+            event(n + 2, user, 5, "login", countrycode="BB"),
+            event(n + 1, user, 5, "login", countrycode="AA"),
+            event(n + 4, user, 5, "a_first_by_name", device_id="tablet", countrycode="ZZ"),  # another key
+            event(n + 5, user, 30, "logout", countrycode="DD"),
+            event(n + 6, user, 30, "logout", countrycode="EE"),  # a tie at the end changes nothing
+        ]
+    for order in (events, events[::-1], random.Random(7).sample(events, len(events))):
+        con, _, _, rows = build(order)
+        expected = reference_sessions(order)
+        assert [{k: r[k] for k in SESSION_FIELDS} for r in rows] == expected
+        assert {r["countrycode"] for r in rows if r["device_id"] == "mobile"} == {"AA"}
+        assert sum(r["first_tied"] for r in rows) == 40  # only the mobile sessions' first events tie
+
+
+@pytest.mark.parametrize("max_words", [1, 4096])
+def test_sessions_are_the_same_whether_words_are_enums_or_text(monkeypatch, max_words):
+    """device_id and client_event are sorted as ENUMs of their words when they have few: the same order as text."""
+    from include.sessions import vocabulary
+
+    monkeypatch.setattr(vocabulary, "MAX_ENUM_WORDS", max_words)
+    events = random_events(4, 1500)
+    _, _, window, rows = build(events)
+    expected = [
+        s
+        for s in reference_sessions(events)
+        if H_MS <= reference.timestamp_ms(s["session_start"]) < H_MS + 3_600_000
+        and reference.timestamp_ms(s["last_event_at"]) + CONTRACT.gap_ms <= window.horizon_ms
+    ]
+    assert [{k: r[k] for k in SESSION_FIELDS} for r in rows if r["in_hour"] and r["settled"]] == expected
+    assert len(expected) > 20

@@ -388,10 +388,10 @@ def test_cli_duckdb_breaks_ties_by_the_event_id_text(tmp_path, ids, read_as):
 @pytest.mark.parametrize("max_words", [2, 4096])
 def test_sql_reading_keeps_large_vocabularies_as_text(tmp_path, monkeypatch, max_words):
     """device_id, client_event and countrycode become ENUMs only when they have few words: same sessions."""
-    from localdev import event_files
+    from include.sessions import vocabulary
     from localdev.event_files import load_events_file
 
-    monkeypatch.setattr(event_files, "_MAX_ENUM_WORDS", max_words)
+    monkeypatch.setattr(vocabulary, "MAX_ENUM_WORDS", max_words)
     records = [text for _, text in golden.random_block(5, range(4000, 4010), golden.T, 400)]
     path = tmp_path / "events.jsonl"
     path.write_text("".join(r + "\n" for r in records))

@@ -83,21 +83,29 @@ NOT {{ regexp(expr, "'[\\x00-\\x1f]'") }}
 {%- endif %}
 {%- endmacro %}
 
-{#- TRUE only when no reject rule can fail on a typed row: every string non-empty and free of control characters
-    (checked once over their concatenation), user_id in range, client_event short enough, the time not too far
+{#- TRUE only when no reject rule can fail on a typed row: every string non-empty and free of control characters,
+    user_id in range, client_event short enough, the time not too far
     ahead; NULL or FALSE otherwise (any field NULL, or a rule may fail), and then the rule-by-rule CASE decides.
+    Each string is tested on its own: concatenating them first costs more than the three extra calls.
     So TRUE implies every typed_check() is FALSE; it only skips the CASE for the common, valid row. -#}
 {% macro passes_typed_checks() -%}
 (event_id <> '' AND device_id <> '' AND client_event <> '' AND countrycode <> ''
             AND user_id BETWEEN 1 AND 2147483647 AND length(client_event) <= {{ CLIENT_EVENT_MAX_LEN }}
             AND event_ms <= {{ now_ms }} + {{ contract.max_future_skew_ms }}
-            AND {{ maybe_no_control_chars('event_id || device_id || client_event || countrycode') }})
+{% for f in ('event_id', 'device_id', 'client_event', 'countrycode') %}
+            AND {{ maybe_no_control_chars(f) }}{{ ')' if loop.last }}
+{% endfor %}
 {%- endmacro %}
 
-{#- CTE hour_events: the valid, unique events of the read window [read_start_ms, horizon_ms] of a typed source
-    (event_id, user_id, device_id, client_event, client_timestamp TIMESTAMP, countrycode), e.g. the compacted
-    Parquet. Copies of an event_id keep the earliest (client_timestamp, client_event). -#}
-{% macro event_ctes(source) -%}
+{#- Among copies of an event_id the one first by this order is kept: the smallest (event_ms, client_event,
+    countrycode), then user_id, device_id, so that even a full tie has one winner. -#}
+{% set COPY_ORDER = 'event_ms, client_event, countrycode, user_id, device_id' %}
+
+{#- CTEs source_events, checked_events and valid_events: the events of the read window [read_start_ms,
+    horizon_ms] of a typed source (event_id, user_id, device_id, client_event, client_timestamp TIMESTAMP,
+    countrycode), e.g. the compacted Parquet, that pass every reject rule; copies of an event_id included.
+    valid_events has id_key (see one_row_per_id) when `with_id_key`. -#}
+{% macro valid_event_ctes(source, with_id_key=true) -%}
 source_events AS (
     SELECT
         lower(CAST(event_id AS VARCHAR)) AS event_id,
@@ -121,20 +129,25 @@ checked_events AS (
     FROM source_events
     WHERE event_ms BETWEEN {{ read_start_ms }} AND {{ horizon_ms }}
 ),
-{# Read three times below: DuckDB keeps it once (otherwise it pushes the rules into every reader). #}
-valid_events AS {{ 'MATERIALIZED ' if dialect == 'duckdb' }}(
-    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms,
-        {{ 'hash(event_id)' if dialect == 'duckdb' else 'event_id' }} AS id_key
+{# Read three times by one_row_per_id: DuckDB keeps it once (otherwise it pushes the rules into every reader). #}
+valid_events AS {{ 'MATERIALIZED ' if dialect == 'duckdb' and with_id_key }}(
+    SELECT event_id, user_id, device_id, client_event, countrycode, event_ms
+        {{- (', ' ~ ('hash(event_id)' if dialect == 'duckdb' else 'event_id') ~ ' AS id_key') if with_id_key }}
     FROM checked_events
     WHERE reason IS NULL
-),
-{# The winner among copies has the smallest (event_ms, client_event, countrycode), then user_id, device_id, so
-    that even a full tie has one winner. #}
+)
+{%- endmacro %}
+
+{#- CTE hour_events (after valid_event_ctes' CTEs): the valid, unique events of the read window; copies of an
+    event_id keep the first by COPY_ORDER. (hour_sessions.py builds the DuckDB table in two statements instead:
+    hour_events.sql with copies_removed_later, then hour_events_copies.sql.) -#}
+{% macro event_ctes(source) -%}
+{{ valid_event_ctes(source) }},
 {{ sessions.one_row_per_id(
     'hour_events',
     'valid_events',
     'event_id, user_id, device_id, client_event, countrycode, event_ms',
-    'event_ms, client_event, countrycode, user_id, device_id',
+    COPY_ORDER,
 ) }}
 {%- endmacro %}
 
@@ -209,29 +222,33 @@ late_ledger AS (
 {{ alias }}.{{ 'rowid' if window_is_table() else 'bid' }}
 {%- endmacro %}
 
-{#- CTEs ending in window_sessions: every session of `events` (hour_events' columns) with the stream's columns
-    (SESSION_FIELDS) plus start_ms, last_ms, in_hour (session_start in H), settled
-    (last_event_at + gap <= the settle horizon) and, unless it becomes a DuckDB table, bid (a row number). -#}
+{#- CTEs ending in window_sessions: every session of `events` (hour_events' columns; device_id and client_event
+    may be ENUMs of their words in string order) with the stream's columns (SESSION_FIELDS) plus start_ms,
+    last_ms, in_hour (session_start in H), settled (last_event_at + gap <= the settle horizon) and either
+    first_tied (DuckDB's table, see boundary_sessions: hour_sessions_ties.sql then fixes those countrycodes) or
+    bid (a row number). -#}
 {% macro session_ctes(events) -%}
-{{ sessions.boundary_sessions(events) }},
+{{ sessions.boundary_sessions(events, flag_first_ties=window_is_table()) }},
 window_sessions AS (
     SELECT
-        {{ md5_hex("CAST(user_id AS VARCHAR) || '|' || device_id || '|' || CAST(start_ms AS VARCHAR)") }} AS session_id,
+        {{ md5_hex("CAST(user_id AS VARCHAR) || '|' || CAST(device_id AS VARCHAR) || '|' || CAST(start_ms AS VARCHAR)") }} AS session_id,
         user_id,
-        device_id,
+        CAST(device_id AS VARCHAR) AS device_id,
         {{ iso('start_ms') }} AS session_start,
         {{ iso('last_ms') }} AS last_event_at,
         {{ iso('last_ms + ' ~ contract.gap_ms) }} AS session_end,
         last_ms - start_ms AS duration_ms,
         event_count,
-        first_event,
-        last_event,
+        CAST(first_event AS VARCHAR) AS first_event,
+        CAST(last_event AS VARCHAR) AS last_event,
         countrycode,
         start_ms,
         last_ms,
         start_ms >= {{ hour_start_ms }} AND start_ms < {{ hour_end_ms }} AS in_hour,
-        last_ms + {{ contract.gap_ms }} <= {{ horizon_ms }} AS settled{{ ',' if not window_is_table() }}
-{% if not window_is_table() %}
+        last_ms + {{ contract.gap_ms }} <= {{ horizon_ms }} AS settled,
+{% if window_is_table() %}
+        first_tied
+{% else %}
         -- a number for joins within one run (cheaper than the 32-character session_id)
         row_number() OVER () AS bid
 {% endif %}

@@ -6,9 +6,9 @@
 
     Needs: dialect ('duckdb' | 'athena'), hour_start_ms, hour_end_ms, read_start_ms, horizon_ms, now_ms, and
     either `events` (a relation shaped like hour_events.sql's output) or `source` (the typed events).
-    window=true: every session of the read window with start_ms, last_ms, in_hour, settled and, unless DuckDB
-    keeps it as a table (whose rowid serves), bid (what the reconciliation matches against; unordered: every
-    reader joins or sorts it); otherwise the hour's sessions
+    window=true: every session of the read window with start_ms, last_ms, in_hour, settled and, when DuckDB
+    keeps it as a table (whose rowid serves for joins), first_tied (hour_sessions_ties.sql), else bid (what the
+    reconciliation matches against; unordered: every reader joins or sorts it); otherwise the hour's sessions
     with exactly the stream's columns.
     dialect 'athena' with ctas=true wraps it in a CREATE TABLE AS (database, ctas_table, external_location). -#}
 {% import 'batch/_reconcile_macros.sql' as r with context %}
@@ -27,7 +27,7 @@ SELECT
     {{ name }}{{ ',' if window or not loop.last }}
 {% endfor %}
 {% if window %}
-    start_ms, last_ms, in_hour, settled{{ ', bid' if not r.window_is_table() }}
+    start_ms, last_ms, in_hour, settled, {{ 'first_tied' if r.window_is_table() else 'bid' }}
 {% endif %}
 FROM window_sessions
 {% if not window %}

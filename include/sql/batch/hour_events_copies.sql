@@ -1,0 +1,12 @@
+{#- DuckDB: delete from the table `events` (hour_events.sql with copies_removed_later) every copy of an event_id
+    but the one first by COPY_ORDER: the same rows one_row_per_id keeps. Ids are grouped by their 64-bit hash;
+    only the copies of repeated ids are ranked. -#}
+{% import 'batch/_reconcile_macros.sql' as r with context %}
+{% import 'batch/_session_macros.sql' as s with context %}
+DELETE FROM {{ events }} WHERE rowid IN (
+    WITH {{ s.repeated_ids(events, 'hash(event_id)') }}
+    SELECT row_key FROM (
+        {{ s.ranked_copies('(SELECT *, rowid AS row_key, hash(event_id) AS id_key FROM ' ~ events ~ ')', r.COPY_ORDER) | indent(8) }}
+    ) ranked
+    WHERE copy_no > 1
+)
