@@ -6,7 +6,7 @@ integer keys (:mod:`~include.compaction.sort_keys`). DuckDB's hash aggregate, jo
 ``temp_directory`` within ``memory_limit`` (a ROW_NUMBER window over every event_id ran out of memory at 10M
 rows / 256 MB, so there is none).
 
-1. The event_ids that occur more than once (a hash aggregate).
+1. The event_ids that occur more than once (neighbours in a sort of the two id integers).
 2. Their rows, sorted by (event_id, ts_ms, src, line); each id keeps its first row: the earliest
    client_timestamp, ties broken by arrival order (object in listing order, then line). Written to a local file.
 3. The rows of every other id plus those first rows, sorted by (user_id, device_id, ts_ms, event_id) into the
@@ -138,8 +138,11 @@ def dedup_sort_write(
         out_path,
         EVENTS_SCHEMA,
         compression="zstd",
-        # Every column but event_id repeats: an id is unique, so its dictionary would only be built to be dropped.
-        use_dictionary=[name for name in EVENTS_SCHEMA.names if name != "event_id"],
+        # Dictionaries for the repeating strings only: an id is unique and a time nearly so, so their dictionaries
+        # would only be built to be dropped. Times sorted within a key are small deltas: DELTA_BINARY_PACKED
+        # makes that column 0.2 -> 0.07 s to encode for 2 M rows and the file 42 % smaller than a dictionary did.
+        use_dictionary=["user_id", "device_id", "client_event", "countrycode"],
+        column_encoding={"client_timestamp": "DELTA_BINARY_PACKED"},
         write_statistics=True,
         version="2.6",
     )
@@ -157,9 +160,12 @@ def dedup_sort_write(
             try:
                 source = "read_parquet([" + ", ".join(_sql_str(f) for f in spill_files) + "])"
                 spilled = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+                # neighbours in id order (a sort of two integers: 0.07 s for 2 M rows, a hash aggregate 0.12 s)
                 con.execute(
-                    f"CREATE TEMP TABLE duplicated AS SELECT {_ID} FROM {source} "
-                    f"GROUP BY {_ID} HAVING count(*) > 1"
+                    f"CREATE TEMP TABLE duplicated AS SELECT DISTINCT {_ID} FROM ("
+                    f"SELECT {_ID}, lag(id_hi) OVER by_id AS previous_hi, lag(id_lo) OVER by_id AS previous_lo "
+                    f"FROM {source} WINDOW by_id AS (ORDER BY {_ID})"
+                    ") WHERE id_hi = previous_hi AND id_lo = previous_lo"
                 )
                 first_rows = work_dir / "dedup.parquet"
                 _first_rows_of_duplicates(con, source, dedup, first_rows, options.row_group_rows)

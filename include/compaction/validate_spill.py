@@ -77,11 +77,12 @@ class SpillWriter:
         table = pa.concat_tables(self._pending)
         rest = table.slice(rows)
         path = self.directory / f"spill-{len(self.files):05d}.parquet"
-        # Written once, read back by DuckDB: no statistics, and dictionaries only for the repetitive strings.
+        # Written once to local disk, read back by DuckDB: no compression, no statistics, and dictionaries only
+        # for the repetitive strings.
         pq.write_table(
             table.slice(0, rows),
             path,
-            compression="snappy",
+            compression="none",
             use_dictionary=["device_id", "client_event", "countrycode"],
             write_statistics=False,
         )

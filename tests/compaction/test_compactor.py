@@ -10,6 +10,7 @@ import json
 import random
 from datetime import timedelta
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -95,7 +96,7 @@ def test_identical_duplicates_are_not_conflicting(s3, hour, now):
     assert (result.duplicates_removed, result.duplicates_conflicting, result.written_rows) == (2, 0, 1)
 
 
-def test_output_is_sorted_typed_and_complete(s3, hour, now):
+def test_output_is_sorted_typed_and_complete(s3, hour, now, tmp_path):
     rng = random.Random(7)
     events = [
         event(
@@ -132,12 +133,19 @@ def test_output_is_sorted_typed_and_complete(s3, hour, now):
     }
     assert as_wire == {tuple(e.values()) for e in events}
     assert result.written_rows == 300 and result.quarantined == 0
-    assert (
-        pq.ParquetFile(
-            io.BytesIO(s3.get_object(Bucket=BUCKET, Key=result.data_keys[0])["Body"].read())
-        ).metadata.num_row_groups
-        == 6
-    )
+    body = s3.get_object(Bucket=BUCKET, Key=result.data_keys[0])["Body"].read()
+    metadata = pq.ParquetFile(io.BytesIO(body)).metadata
+    assert metadata.num_row_groups == 6
+    # times as deltas (small within a key), with the statistics readers prune row groups by
+    times = metadata.row_group(0).column(EVENTS_SCHEMA.names.index("client_timestamp"))
+    assert "DELTA_BINARY_PACKED" in times.encodings and times.statistics.has_min_max
+    # DuckDB (the reconciliation's reader) reads the same times
+    (tmp_path / "data.parquet").write_bytes(body)
+    with duckdb.connect() as con:
+        read_back = con.execute(
+            f"SELECT epoch_ms(client_timestamp) FROM '{tmp_path / 'data.parquet'}'"
+        ).fetchall()
+    assert [ms for (ms,) in read_back] == [round(r["client_timestamp"].timestamp() * 1000) for r in rows]
 
 
 def test_quarantine_lines_and_counts(s3, hour, now):
