@@ -7,11 +7,12 @@ Almost every record is written by the producer in one canonical form, the exact 
 
 One regular expression (RE2, run by Arrow over the whole block) accepts a line only when it has that form with
 every value already in the shape the contract requires: no escapes, ASCII only, the six keys once each in
-order, a UUID, a positive integer of at most ten digits, a known device, 1-64 printable characters, a timestamp
+order, a UUID, a positive integer of at most ten digits, a known device, printable characters, a timestamp
 inside the partition hour. A match is therefore valid JSON with exactly those fields, and because the form
 is fixed, every value sits at an offset numpy can compute from the line's start and end: the values are
 gathered with array operations, never parsed per record. The last checks the pattern cannot express (user_id
-within 32 bits, the future skew, a known country, a non-blank client_event) are array comparisons.
+within 32 bits, the future skew, a known country, a non-blank client_event of at most 64 characters) are
+array comparisons.
 
 Every line the fast path does not prove valid - another key order, whitespace, escapes, non-ASCII text, a
 wrong value, invalid UTF-8, a blank line - is returned as "slow" and goes, with its original bytes, to
@@ -90,7 +91,9 @@ def canonical_pattern(hour_start: datetime) -> str:
     uuid = "-".join(f"{_HEX}{{{n}}}" for n in (8, 4, 4, 4, 12))
     return (
         rf'^\{{"event_id":"{uuid}","user_id":[1-9][0-9]{{0,9}},"device_id":"(?:{devices})",'
-        rf'"client_event":"{_PLAIN_CHAR}{{1,{CLIENT_EVENT_MAX_LEN}}}",'
+        # at least one character; at most CLIENT_EVENT_MAX_LEN is checked on the lengths (a counted repetition
+        # makes RE2 9 % slower over the whole block)
+        rf'"client_event":"{_PLAIN_CHAR}+",'
         rf'"client_timestamp":"{hour}:[0-5][0-9]:[0-5][0-9]\.[0-9]{{3}}Z","countrycode":"[A-Z]{{2}}"\}}\n?$'
     )
 
@@ -225,6 +228,7 @@ class FastPath:
         known_country = _COUNTRY_TABLE[(country[:, 0].astype(np.int32) << 8) | country[:, 1]]
 
         ok = (user_id <= USER_ID_MAX) & (ts_ms <= self._future_limit_ms) & known_country & not_blank
+        ok &= lengths <= CLIENT_EVENT_MAX_LEN
         table = pa.Table.from_arrays(
             [
                 pa.array(id_hi),
