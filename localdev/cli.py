@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,15 +45,23 @@ def _write_text(path: Path, text: str) -> None:
     _write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> object:
+def _write_atomically(
+    path: Path, write: Callable[[BinaryIO], object], *, beside_rename: Callable[[], object] | None = None
+) -> object:
     """Call ``write`` with a binary handle on a temporary file in ``path``'s folder, then rename the file to
-    ``path`` (so a failed write leaves no half file); returns what ``write`` returned."""
+    ``path`` (so a failed write leaves no half file); returns what ``write`` returned. ``beside_rename`` runs on a
+    thread of its own during the rename, which frees the replaced file's pages (0.07 s for 151 MB), and is
+    waited for; its error is raised."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             result = write(handle)
-        os.replace(tmp, path)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-rename") as pool:
+            beside = pool.submit(beside_rename) if beside_rename else None
+            os.replace(tmp, path)
+            if beside:
+                beside.result()
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -119,6 +128,8 @@ def sessionize_duckdb_to_file(input_path: str | os.PathLike, output: Path, contr
                 source_kind=events.source_kind,
                 arrival_order=events.arrival_order,
             ),
+            # the connection frees its tables (0.045 s) while the rename frees the old output's pages
+            beside_rename=con.close,
         )
 
 

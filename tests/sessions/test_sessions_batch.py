@@ -310,6 +310,24 @@ def test_cli_duckdb_output_lines_are_python_json_dumps_of_the_rows(tmp_path, wit
     assert [r["first_event"] for r in rows if r["user_id"] >= 3100] == odd and len(rows) > 50
 
 
+def test_output_replaced_whole_while_the_beside_work_runs_and_its_error_is_raised(tmp_path):
+    """The CLI closes its DuckDB connection on a thread while the rename frees the old output."""
+    from localdev import cli
+
+    out = tmp_path / "sessions.jsonl"
+    out.write_bytes(b"old\n")
+    ran = []
+    cli._write_atomically(out, lambda handle: handle.write(b"new\n"), beside_rename=lambda: ran.append(1))
+    assert out.read_bytes() == b"new\n" and ran == [1]
+
+    def fails():
+        raise RuntimeError("close failed")
+
+    with pytest.raises(RuntimeError, match="close failed"):
+        cli._write_atomically(out, lambda handle: handle.write(b"newer\n"), beside_rename=fails)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sessions.jsonl"]  # no temporary file left
+
+
 def test_cli_duckdb_output_of_a_file_without_events_is_empty(tmp_path):
     from localdev import cli
 
