@@ -97,7 +97,7 @@ def write_sessions_jsonl(
     )
     line = _json_line(plain_strings=source_kind == "proven")
     reader = con.sql(
-        f"SELECT {line} AS line FROM ({sql}) AS session_rows ORDER BY user_id, device_id, session_start"
+        f"SELECT {line} AS line FROM ({sql}) AS session_rows ORDER BY user_id, device_key, start_key"
     ).to_arrow_reader(_WRITE_BATCH_ROWS)
     count = 0
     with _BackgroundWriter(out) as writer:  # DuckDB makes the next batch while the last one is written

@@ -18,9 +18,14 @@ SELECT
     event_count,
     CAST(first_event AS VARCHAR) AS first_event,
     CAST(last_event AS VARCHAR) AS last_event,
-    CAST(countrycode AS VARCHAR) AS countrycode
+    CAST(countrycode AS VARCHAR) AS countrycode{{ ',' if not (ordered | default(true)) }}
+{% if not (ordered | default(true)) %}
+    -- the caller sorts (the lines of include.sessions.batch.write_sessions_jsonl), so only once, by narrow keys
+    -- in the same order: device_id as read (an ENUM of its words in string order, or the text), start_ms
+    device_id AS device_key,
+    start_ms AS start_key
+{% endif %}
 FROM batch_sessions
-{# ordered=false: the caller sorts (the lines of include.sessions.batch.write_sessions_jsonl), so only once #}
 {% if ordered | default(true) %}
 ORDER BY user_id, device_id, session_start
 {% endif %}
