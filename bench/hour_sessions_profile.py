@@ -45,6 +45,13 @@ PARTS = (
     ("dedup: valid events kept once, repeated ids, their copies", "CTE_SCAN", ""),
     ("dedup: valid events kept once, repeated ids, their copies", "HASH_JOIN", "id_key"),
     ("dedup: valid events kept once, repeated ids, their copies", "HASH_GROUP_BY", "count_star()"),
+    ("dedup: valid events kept once, repeated ids, their copies", "WINDOW", "lag(id_key"),
+    (
+        "dedup: valid events kept once, repeated ids, their copies",
+        "WINDOW",
+        "row_number() OVER (PARTITION BY event_id",
+    ),
+    ("dedup: valid events kept once, repeated ids, their copies", "DELETE", ""),
     ("gaps: sort by key and time, lag/lead", "WINDOW", "lag("),
     ("pair each session's first and last event", "FILTER", "60000"),
     ("pair each session's first and last event", "WINDOW", "ORDER BY event_no"),
