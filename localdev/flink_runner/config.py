@@ -25,8 +25,12 @@ def runtime_config(
     checkpoint_interval_ms: int | None,
     watermark_interval_ms: int,
     restore_savepoint: str | None,
+    allow_non_restored_state: bool = False,
 ) -> dict[str, str]:
     """The runner's own Flink configuration of one job (see the module docstring); ValueError for a 0 interval.
+
+    ``allow_non_restored_state`` (the application's AllowNonRestoredState) lets a restore skip savepoint state
+    that no operator of the job claims, as Managed Flink does; otherwise such a restore fails.
 
     ``checkpoint_interval_ms`` None takes no periodic checkpoints: a bounded run, which is never restored, commits
     its files when its input ends, and snapshotting the dedup state every few seconds cost it 5 % of its CPU.
@@ -57,6 +61,9 @@ def runtime_config(
     }
     if restore_savepoint:
         config["execution.state-recovery.path"] = str(restore_savepoint)
+        config["execution.state-recovery.ignore-unclaimed-state"] = (
+            "true" if allow_non_restored_state else "false"
+        )
     # The job's source format (include/flink_app/java); the application zip carries the same jar under lib/.
     return flink_job.with_jar(config, format_jar.cached())
 

@@ -109,6 +109,7 @@ def start_job(
     checkpoint_dir: str | os.PathLike,
     restore_savepoint: str | None = None,
     *,
+    allow_non_restored_state: bool = False,
     job_dir: str | os.PathLike | None = None,
     checkpoint_interval_ms: int = 2_000,
     watermark_interval_ms: int = 200,
@@ -123,7 +124,7 @@ def start_job(
     appear when committed by a checkpoint). With ``wait_running_s`` set, returns once the job runs and raises
     FlinkJobError (with the reason) if it fails first. ``flink_config`` is the ``flink.config.0`` property group
     (extra Flink/table configuration, as on AWS); keys a local run cannot honour raise FlinkConfigError (see
-    :func:`check_flink_config`) before anything starts.
+    :func:`check_flink_config`) before anything starts. ``allow_non_restored_state``: see :func:`runtime_config`.
     """
     spool = Path(spool_dir).resolve()
     output = Path(output_dir).resolve()
@@ -141,7 +142,13 @@ def start_job(
         flink_job.GROUP_SINK: local_sink_properties(output, rollover_interval_ms),
         flink_job.GROUP_CONTRACT: contract.to_properties(),
     }
-    runtime = runtime_config(checkpoints, checkpoint_interval_ms, watermark_interval_ms, restore_savepoint)
+    runtime = runtime_config(
+        checkpoints,
+        checkpoint_interval_ms,
+        watermark_interval_ms,
+        restore_savepoint,
+        allow_non_restored_state,
+    )
     if flink_config:
         properties[flink_job.GROUP_FLINK] = check_flink_config(flink_config, runtime)
     handle = _launch(

@@ -436,6 +436,19 @@ def test_bridge_waits_for_pickup_except_for_a_restored_unread_file(endpoint, cli
     assert read(spool.source_dir() / spool.file_name(spool.visible()[1])) == b'{"id": "next"}\n'
 
 
+def test_a_restore_skips_unclaimed_state_only_when_the_application_allows_it(tmp_path):
+    """AllowNonRestoredState reaches Flink as execution.state-recovery.ignore-unclaimed-state on a restore."""
+    key = "execution.state-recovery.ignore-unclaimed-state"
+    assert key not in flink_runner.runtime_config(tmp_path, 1000, 200, None, True)
+    strict = flink_runner.runtime_config(tmp_path, 1000, 200, "/snap/sp-1")
+    allowing = flink_runner.runtime_config(tmp_path, 1000, 200, "/snap/sp-1", True)
+    assert (strict[key], allowing[key]) == ("false", "true")
+    assert strict["execution.state-recovery.path"] == allowing["execution.state-recovery.path"] == "/snap/sp-1"
+    # the application's property groups cannot set it around the API
+    with pytest.raises(flink_runner.FlinkConfigError, match="snapshot"):
+        flink_runner.check_flink_config({key: "true"}, strict)
+
+
 def test_flink_config_passes_table_options_and_refuses_what_breaks_a_local_run(tmp_path):
     runtime = flink_runner.runtime_config(tmp_path, 1000, 200, None)
     allowed = {

@@ -153,8 +153,8 @@ class SessionsJobRunner:
     Keys of ``flink.config.0`` that a local run cannot honour or that would break its guarantees (parallelism
     above 1, checkpoint/savepoint/restore locations, restart strategy, addresses and ports, ...; see
     :func:`localdev.flink_runner.check_flink_config`) fail the start with an error naming the key and
-    its value; the keys the session contract owns are refused earlier, when the job is planned. AllowNonRestoredState
-    is not passed: the local job always restores strictly.
+    its value; the keys the session contract owns are refused earlier, when the job is planned.
+    AllowNonRestoredState → ``allow_non_restored_state`` (Flink's ``execution.state-recovery.ignore-unclaimed-state``).
     """
 
     def __init__(self) -> None:
@@ -199,6 +199,7 @@ class SessionsJobRunner:
                 contract,
                 request.work_dir / "checkpoints",
                 request.restore_savepoint,
+                allow_non_restored_state=request.allow_non_restored_state,
                 job_dir=request.work_dir / "job",
                 checkpoint_interval_ms=request.checkpoint_interval_ms,
                 monitor_interval_ms=request.monitor_interval_ms,
