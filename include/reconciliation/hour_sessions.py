@@ -3,11 +3,12 @@
 ``include/sql/batch/hour_events.sql`` keeps the valid events of [H - gap, H + 1 h + L] and
 ``include/sql/batch/hour_events_copies.sql`` deletes the copies of an event_id but one;
 ``include/sql/batch/hour_sessions.sql`` sessionizes them with the contract's definition (the same as
-``batch/sessions.sql`` and the Flink job; tested equal) and marks each session's hour and whether it is settled;
-it reads device_id and client_event as ENUMs of their words (``include.sessions.vocabulary``) and sorts without the
-event_id, so ``include/sql/batch/hour_sessions_ties.sql`` then gives the few sessions whose first events tie on time
-and name the countrycode of the smallest event_id. Both stay in the connection as tables for the reconciliation; :func:`hour_sessions_table` is the hour's sessions
-with exactly the stream's columns, what is published under ``batch/sessions/``.
+``batch/sessions.sql`` and the Flink job; tested equal) and marks each session's hour and whether it is settled.
+It reads device_id and client_event as ENUMs of their words (``include.sessions.vocabulary``) and sorts without
+the event_id, so ``include/sql/batch/hour_sessions_ties.sql`` then gives the few sessions whose first events tie
+on time and name the countrycode of the smallest event_id. Both tables stay in the connection for the
+reconciliation; :func:`hour_sessions_table` is the hour's sessions with exactly the stream's columns, what is
+published under ``batch/sessions/``.
 """
 
 from __future__ import annotations

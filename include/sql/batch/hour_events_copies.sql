@@ -1,6 +1,6 @@
 {#- DuckDB: delete from the table `events` (hour_events.sql with copies_removed_later) every copy of an event_id
-    but the one first by COPY_ORDER: the same rows one_row_per_id keeps. Ids are grouped by their 64-bit hash;
-    only the copies of repeated ids are ranked. -#}
+    but the one first by COPY_ORDER: the same rows one_row_per_id keeps. Repeated ids are found by their 64-bit
+    hash (repeated_ids); only their copies are ranked. -#}
 {% import 'batch/_reconcile_macros.sql' as r with context %}
 {% import 'batch/_session_macros.sql' as s with context %}
 DELETE FROM {{ events }} WHERE rowid IN (
