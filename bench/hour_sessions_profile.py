@@ -30,6 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import median, print_machine  # noqa: E402
 
+_DEDUP = "dedup: valid events kept once, repeated ids, their copies"
+
 #: (part, operator type, a text its plan details must contain); the first match names the operator.
 PARTS = (
     ("read Parquet", "TABLE_SCAN", "READ_PARQUET"),
@@ -41,17 +43,13 @@ PARTS = (
     ),
     ("scan the built tables", "TABLE_SCAN", ""),
     ("reject rules", "FILTER", "control character"),
-    ("dedup: valid events kept once, repeated ids, their copies", "CTE", ""),
-    ("dedup: valid events kept once, repeated ids, their copies", "CTE_SCAN", ""),
-    ("dedup: valid events kept once, repeated ids, their copies", "HASH_JOIN", "id_key"),
-    ("dedup: valid events kept once, repeated ids, their copies", "HASH_GROUP_BY", "count_star()"),
-    ("dedup: valid events kept once, repeated ids, their copies", "WINDOW", "lag(id_key"),
-    (
-        "dedup: valid events kept once, repeated ids, their copies",
-        "WINDOW",
-        "row_number() OVER (PARTITION BY event_id",
-    ),
-    ("dedup: valid events kept once, repeated ids, their copies", "DELETE", ""),
+    (_DEDUP, "CTE", ""),
+    (_DEDUP, "CTE_SCAN", ""),
+    (_DEDUP, "HASH_JOIN", "id_key"),
+    (_DEDUP, "HASH_GROUP_BY", "count_star()"),
+    (_DEDUP, "WINDOW", "lag(id_key"),
+    (_DEDUP, "WINDOW", "row_number() OVER (PARTITION BY event_id"),
+    (_DEDUP, "DELETE", ""),
     ("gaps: sort by key and time, lag/lead", "WINDOW", "lag("),
     ("pair each session's first and last event", "FILTER", "60000"),
     ("pair each session's first and last event", "WINDOW", "ORDER BY event_no"),

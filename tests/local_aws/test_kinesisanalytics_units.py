@@ -443,7 +443,9 @@ def test_a_restore_skips_unclaimed_state_only_when_the_application_allows_it(tmp
     strict = flink_runner.runtime_config(tmp_path, 1000, 200, "/snap/sp-1")
     allowing = flink_runner.runtime_config(tmp_path, 1000, 200, "/snap/sp-1", True)
     assert (strict[key], allowing[key]) == ("false", "true")
-    assert strict["execution.state-recovery.path"] == allowing["execution.state-recovery.path"] == "/snap/sp-1"
+    assert (
+        strict["execution.state-recovery.path"] == allowing["execution.state-recovery.path"] == "/snap/sp-1"
+    )
     # the application's property groups cannot set it around the API
     with pytest.raises(flink_runner.FlinkConfigError, match="snapshot"):
         flink_runner.check_flink_config({key: "true"}, strict)

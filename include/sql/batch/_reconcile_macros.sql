@@ -84,10 +84,10 @@ NOT {{ regexp(expr, "'[\\x00-\\x1f]'") }}
 {%- endmacro %}
 
 {#- TRUE only when no reject rule can fail on a typed row: every string non-empty and free of control characters,
-    user_id in range, client_event short enough, the time not too far
-    ahead; NULL or FALSE otherwise (any field NULL, or a rule may fail), and then the rule-by-rule CASE decides.
-    Each string is tested on its own: concatenating them first costs more than the three extra calls.
-    So TRUE implies every typed_check() is FALSE; it only skips the CASE for the common, valid row. -#}
+    user_id in range, client_event short enough, the time not too far ahead; NULL or FALSE otherwise (any field
+    NULL, or a rule may fail), and then the rule-by-rule CASE decides. Each string is tested on its own:
+    concatenating them first costs more than the three extra calls. So TRUE implies every typed_check() is FALSE;
+    it only skips the CASE for the common, valid row. -#}
 {% macro passes_typed_checks() -%}
 (event_id <> '' AND device_id <> '' AND client_event <> '' AND countrycode <> ''
             AND user_id BETWEEN 1 AND 2147483647 AND length(client_event) <= {{ CLIENT_EVENT_MAX_LEN }}

@@ -55,20 +55,19 @@ batch_sessions AS (
 )
 {%- endmacro %}
 
-{#- CTE repeated_ids: the id_key values that occur more than once in `rel` (a 64-bit hash collision only marks a
-    few more rows as copies). `id_key` is an expression over `rel`'s columns. DuckDB sorts the keys and compares
-    neighbours (0.21 CPU-s for 3 M keys, a hash aggregate 0.30); Trino groups them (a sort without a partition
-    would run on one node). -#}
-{% macro repeated_ids(rel, id_key='id_key') -%}
+{#- CTE repeated_ids: the values of column id_key that occur more than once in `rel` (a 64-bit hash collision
+    only marks a few more rows as copies). DuckDB sorts the keys and compares neighbours (0.21 CPU-s for 3 M
+    keys, a hash aggregate 0.30); Trino groups them (a sort without a partition would run on one node). -#}
+{% macro repeated_ids(rel) -%}
 repeated_ids AS (
 {% if (dialect | default('duckdb')) == 'duckdb' %}
     SELECT DISTINCT id_key FROM (
         SELECT id_key, lag(id_key) OVER (ORDER BY id_key) AS previous_key
-        FROM (SELECT {{ id_key }} AS id_key FROM {{ rel }}) keys
+        FROM {{ rel }} keys
     ) sorted_keys
     WHERE id_key = previous_key
 {% else %}
-    SELECT {{ id_key }} AS id_key FROM {{ rel }} GROUP BY 1 HAVING count(*) > 1
+    SELECT id_key FROM {{ rel }} GROUP BY id_key HAVING count(*) > 1
 {% endif %}
 )
 {%- endmacro %}

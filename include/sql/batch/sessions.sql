@@ -4,6 +4,7 @@
     Needs: source, source_kind ('raw' | 'typed' | 'proven'), arrival_order (see _macros.sql); optional: ordered. -#}
 {% import 'batch/_macros.sql' as m with context %}
 {% import 'batch/_session_macros.sql' as s with context %}
+{% set ordered = ordered | default(true) %}
 WITH {{ m.event_ctes(source, source_kind, arrival_order) }},
 {{ s.boundary_sessions('unique_events') }}
 SELECT
@@ -18,14 +19,14 @@ SELECT
     event_count,
     CAST(first_event AS VARCHAR) AS first_event,
     CAST(last_event AS VARCHAR) AS last_event,
-    CAST(countrycode AS VARCHAR) AS countrycode{{ ',' if not (ordered | default(true)) }}
-{% if not (ordered | default(true)) %}
+    CAST(countrycode AS VARCHAR) AS countrycode{{ ',' if not ordered }}
+{% if not ordered %}
     -- the caller sorts (the lines of include.sessions.batch.write_sessions_jsonl), so only once, by narrow keys
     -- in the same order: device_id as read (an ENUM of its words in string order, or the text), start_ms
     device_id AS device_key,
     start_ms AS start_key
 {% endif %}
 FROM batch_sessions
-{% if ordered | default(true) %}
+{% if ordered %}
 ORDER BY user_id, device_id, session_start
 {% endif %}
