@@ -11,8 +11,8 @@ back on one file of time-ordered events (``--repeat`` interleaves the variants a
   time) into one filesystem sink: what Flink does with the same events and no rules of ours;
   ``bare_raw_json_value``: the same query over raw lines and JSON_VALUE columns;
 * ``prod``: the production job exactly as :func:`include.flink_app.flink_job.build_job` renders it (raw records,
-  reject rules, dedup, late split, four sinks); ``prod@REF``: as commit REF rendered it, run with today's
-  runtime configuration and JVM options (before/after of the job itself in one run; add
+  reject rules, dedup, late split, four sinks); ``prod@REF``: as commit REF rendered it, with REF's source-format jar,
+  run with today's runtime configuration and JVM options (before/after of the job itself in one run; add
   ``;jvm:default;execution.checkpointing.interval=2 s`` for the runner's runtime before bb6fc15);
 * ``prod_*``: the production job with one feature taken out, to see where the time goes;
 * any variant ``;key=value`` (a Flink option) or ``;jvm:OPTION`` (a JVM option; ``;jvm:default`` runs the JVM as
@@ -120,12 +120,19 @@ def prod_job(source: Path, output: Path) -> tuple[list[str], list[str], dict[str
 def prod_job_at(
     ref: str, source: Path, output: Path, work: Path
 ) -> tuple[list[str], list[str], dict[str, str]]:
-    """The production job as commit ``ref`` rendered it (its tree extracted with git archive), to compare before
-    and after in one run."""
+    """The production job as commit ``ref`` rendered it (its tree extracted with git archive), with the source
+    format's jar built from that commit's Java sources, to compare before and after in one run."""
     tree = extract_tree(ref, work)
+    # The commit's own source-format jar too (built from its Java sources), where it has one.
     code = (
-        "import json, sys; from pathlib import Path; from bench.flink_ratio_bench import prod_job; "
-        "print(json.dumps(prod_job(Path(sys.argv[1]), Path(sys.argv[2]))))"
+        "import json, sys; from pathlib import Path; from bench.flink_ratio_bench import prod_job\n"
+        "ddl, inserts, config = prod_job(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+        "try:\n"
+        "    from include.flink_app import flink_job, format_jar\n"
+        "    config = flink_job.with_jar(config, format_jar.cached())\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "print(json.dumps([ddl, inserts, config]))"
     )
     env = {**os.environ, "PYTHONPATH": str(tree)}
     bench_file = tree / "bench" / "flink_ratio_bench.py"

@@ -55,6 +55,7 @@ RECORDS: list[bytes] = [
     b'{"event_id": "a" /* comment */}',
     b'{"user_id": NaN}',
     b"{}",
+    b'{"event_id": "\\ud800", "device_id": "a?b", "client_event": "\\u007f\\u0080", "countrycode": "\\udc00?"}',
     '{"countrycode": "\u00e9\u4e2d"}'.encode(),
 ]
 
