@@ -26,7 +26,7 @@ class Ratio:
     name: str
     bench: str
     key: str  # key in the benchmark's JSON output
-    target: float
+    target: float | None  # None: shown for reference, no target of the issue's
     higher_is_better: bool
     unit: str
     what: str
@@ -67,10 +67,11 @@ RATIOS = (
         "batch sessions of an hour vs bare DuckDB window",
         "duckdb_bench",
         "hour_vs_bare",
-        1.0,
+        None,
         True,
         "×",
-        "from compacted Parquet, against DuckDB's bare window on the same file",
+        "from compacted Parquet, against DuckDB's bare window on the same file (which makes no session rows, "
+        "pairing, dedup or rules); the issue's target for this path is the events/s below",
     ),
     Ratio(
         "batch sessions of an hour, events/s",
@@ -156,17 +157,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results = collected[ratio.bench]
         value = lookup(results, ratio.key)
-        if not isinstance(value, int | float):
-            holds, shown = "not measured", "—"
+        shown = _shown(value, ratio.unit) if isinstance(value, int | float) else "—"
+        if shown == "—":
+            holds = "not measured"
+        elif ratio.target is None:
+            holds = "(reference)"
         else:
             ok = value >= ratio.target if ratio.higher_is_better else value <= ratio.target
-            holds, shown = ("yes" if ok else "**no**"), _shown(value, ratio.unit)
+            holds = "yes" if ok else "**no**"
             failed += not ok
         sign = "≥" if ratio.higher_is_better else "≤"
+        target = "—" if ratio.target is None else f"{sign} {_shown(ratio.target, ratio.unit)}"
         load = "→".join(str(x) for x in results["_load"])
-        print(
-            f"| {ratio.name} | {shown} | {sign} {_shown(ratio.target, ratio.unit)} | {holds} | {load} | {ratio.what} |"
-        )
+        print(f"| {ratio.name} | {shown} | {target} | {holds} | {load} | {ratio.what} |")
     print(f"\n{failed} target(s) not met" if failed else "\nevery measured target holds")
     return 0
 

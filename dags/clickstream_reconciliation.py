@@ -17,6 +17,11 @@ batch sessions as the authoritative `sessions` table. See `docs/reconciliation.m
    asset event whose extra holds the counts.
 3. `check` — a failed hour publishes an SNS alert (counts per cause, report location, the repair command) and
    fails without retrying.
+4. `complete_earlier_hours` — sessions of an earlier hour still open at its settle horizon (`deferred`) were
+   published as far as that horizon: each of the last `CLICKSTREAM_RECONCILE_COMPLETE_HOURS` (3) hours that has
+   some is reconciled again, read up to this run's horizon, and republished (files, partition, an asset event
+   per hour); a completed hour that fails alerts like `check`. A rerun of a past hour reads as far as its
+   inputs are in, so it publishes the completed sessions too.
 
 A deadline alert fires when an hour is not reconciled `CLICKSTREAM_RECONCILE_DEADLINE_MINUTES` (default 3 h)
 after its end. Reruns publish identical files. Backfill: `airflow backfill create --dag-id
@@ -29,7 +34,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Asset, DeadlineAlert, DeadlineReference, PokeReturnValue, SyncCallback, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetAlias,
+    DeadlineAlert,
+    DeadlineReference,
+    PokeReturnValue,
+    SyncCallback,
+    task,
+)
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.callbacks import alert_on_missed_deadline
@@ -39,6 +53,8 @@ from include.dag_policy import START_DATE, default_args, tags
 from include.reconciliation.params import ReconcileParams
 
 RECONCILED_SESSIONS = Asset("clickstream_sessions", uri="s3://clickstream-lake/batch/sessions")
+#: The hours complete_earlier_hours republishes, each as a RECONCILED_SESSIONS event.
+COMPLETED_HOURS = AssetAlias("clickstream_sessions_completed")
 _CFG = settings()
 
 with DAG(
@@ -77,17 +93,26 @@ with DAG(
 
     @task(outlets=[RECONCILED_SESSIONS])
     def reconcile(data_interval_start=None, params=None, outlet_events=None) -> dict:
-        from include.reconciliation.tasks import reconcile_interval
+        from include.reconciliation.tasks import asset_extra, reconcile_interval
 
         summary = reconcile_interval(data_interval_start, params)
-        outlet_events[RECONCILED_SESSIONS].extra = {
-            "hour": summary["hour"],
-            "status": summary["status"],
-            "counts": summary["counts"],
-            "totals": summary["totals"],
-            "report": summary["links"]["report"],
-        }
+        outlet_events[RECONCILED_SESSIONS].extra = asset_extra(summary)
         return summary
+
+    # One at a time across runs: two runs completing the same earlier hour would race on its files.
+    @task(outlets=[COMPLETED_HOURS], max_active_tis_per_dag=1)
+    def complete_earlier_hours(data_interval_start=None, params=None, outlet_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.reconciliation.tasks import ReconciliationFailed, asset_extra, complete_earlier_hours
+
+        try:
+            result = complete_earlier_hours(data_interval_start, params)
+        except ReconciliationFailed as exc:
+            raise AirflowFailException(str(exc)) from exc
+        for summary in result["completed"]:  # an asset event per republished hour, none when nothing was
+            outlet_events[COMPLETED_HOURS].add(RECONCILED_SESSIONS, extra=asset_extra(summary))
+        return result
 
     @task
     def check(summary: dict) -> dict:
@@ -100,4 +125,6 @@ with DAG(
         except ReconciliationFailed as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    wait_for_inputs() >> check(reconcile())
+    summary = reconcile()
+    wait_for_inputs() >> summary >> complete_earlier_hours()
+    check(summary)

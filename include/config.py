@@ -124,6 +124,11 @@ class Settings:
     reconcile_settle_minutes: int = field(
         default_factory=lambda: _env_int("CLICKSTREAM_RECONCILE_SETTLE_MINUTES", 30)
     )
+    #: K: a session of H still open at H's settle horizon is completed by the reconciliations of the next K hours
+    #: (each republishes H read up to its own horizon); one still open then stays cut at H + 1 h + L + K h.
+    reconcile_complete_hours: int = field(
+        default_factory=lambda: _env_int("CLICKSTREAM_RECONCILE_COMPLETE_HOURS", 3)
+    )
     #: An hour fails when unexplained sessions (or events) exceed this share of the batch's.
     reconcile_max_unexplained_share: float = field(
         default_factory=lambda: _env_float("CLICKSTREAM_RECONCILE_MAX_UNEXPLAINED_SHARE", 0.001)

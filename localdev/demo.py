@@ -625,7 +625,9 @@ class Demo:
     def reconcile_a(self) -> None:
         hour = self.run.hours["A"]
         with self.ui.stage(f"Reconciliation A {hour.hour:%H}:00") as stage:
-            stage.progress(f"{RECONCILIATION_DAG} (wait_for_inputs → reconcile → check)")
+            stage.progress(
+                f"{RECONCILIATION_DAG} (wait_for_inputs → reconcile → check, complete_earlier_hours)"
+            )
             run, states, report = self._reconcile_run(hour.hour, None)
             hour.reports.append(report)
             line = (
@@ -644,7 +646,9 @@ class Demo:
         sqs, inbox = self._alert_inbox()
         self._receive(sqs, inbox)  # older alerts (earlier runs) are not this run's
         with self.ui.stage(f"Reconciliation B {hour.hour:%H}:00") as stage:
-            stage.progress(f"{RECONCILIATION_DAG} (wait_for_inputs → reconcile → check)")
+            stage.progress(
+                f"{RECONCILIATION_DAG} (wait_for_inputs → reconcile → check, complete_earlier_hours)"
+            )
             run, states, report = self._reconcile_run(hour.hour, None)
             hour.reports.append(report)
             counts = report.get("counts", {})

@@ -4,6 +4,10 @@ Hour H's batch sessions are those whose session_start is in [H, H + 1 h). The ba
 (an earlier event of a session starting in H would be within the gap, so it starts before H) to the settle
 horizon H + 1 h + L; a session is settled when last_event_at + gap <= horizon, i.e. every event that could
 still extend it has been read. Unsettled sessions are ``deferred`` on both sides and not compared.
+
+A later run completes them: with ``extension_hours`` k the horizon is H + 1 h + L + k h. Sessions settled by a
+horizon are the same at every later one (no later event can join them), so once every session of H is settled,
+any run of H from then on publishes the same sessions.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from include.config import Settings
 from include.sessions.contract import SessionContract, iso_ms
 
 HOUR_MS = 3_600_000
+#: The longest extension of an hour's read window (a day of events read for one hour at most).
+MAX_EXTENSION_HOURS = 24
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -58,6 +64,9 @@ class ReconcileOptions:
     report_differences_limit: int | None = None
     #: DuckDB threads (None = DuckDB's default, one per core).
     threads: int | None = None
+    #: Hours the read window runs past H + 1 h + L, to complete sessions still open at that first horizon
+    #: (``tasks.complete_earlier_hours``). 0 for an hour's own run while later hours are not in yet.
+    extension_hours: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.settle_minutes, bool) or not isinstance(self.settle_minutes, int):
@@ -71,6 +80,9 @@ class ReconcileOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
                 raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+        ext = self.extension_hours
+        if isinstance(ext, bool) or not isinstance(ext, int) or not 0 <= ext <= MAX_EXTENSION_HOURS:
+            raise ValueError(f"extension_hours must be an integer in [0, {MAX_EXTENSION_HOURS}], got {ext!r}")
         limit = self.report_differences_limit
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(
@@ -100,6 +112,7 @@ class HourWindow:
     read_start_ms: int
     horizon_ms: int
     gap_ms: int
+    extension_hours: int = 0
 
     @classmethod
     def of(cls, hour: datetime, options: ReconcileOptions) -> HourWindow:
@@ -111,8 +124,9 @@ class HourWindow:
             hour_start_ms=start,
             hour_end_ms=start + HOUR_MS,
             read_start_ms=start - gap,
-            horizon_ms=start + HOUR_MS + options.settle_minutes * 60_000,
+            horizon_ms=start + HOUR_MS * (1 + options.extension_hours) + options.settle_minutes * 60_000,
             gap_ms=gap,
+            extension_hours=options.extension_hours,
         )
 
     @property
@@ -141,4 +155,5 @@ class HourWindow:
             "hour_start": iso_ms(self.hour_start_ms),
             "read_from": iso_ms(self.read_start_ms),
             "settle_horizon": iso_ms(self.horizon_ms),
+            "extension_hours": self.extension_hours,
         }

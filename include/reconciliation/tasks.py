@@ -6,11 +6,14 @@
   stream's progress marker has passed H's settle horizon (never compare sessions the stream has not closed).
 * :func:`reconcile_interval` — download, reconcile, publish (sessions, differences, report last), register
   the hour's partition of the ``sessions`` table with its status; returns the summary (the asset event's extra).
+* :func:`complete_earlier_hours` — republish the hours of the last K whose sessions were still open at their
+  settle horizon, read up to this run's horizon (``CLICKSTREAM_RECONCILE_COMPLETE_HOURS``).
 * :func:`check_hour` — a failed hour alerts (SNS) with its counts, report and the repair command, then raises.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -39,14 +42,19 @@ class ReconciliationFailed(RuntimeError):
         self.alert_sent = alert_sent
 
 
-def _options(cfg, p: ReconcileParams):
+def _options(cfg, p: ReconcileParams, extension_hours: int = 0):
     from include.reconciliation.options import ReconcileOptions
 
-    return ReconcileOptions.from_settings(cfg, stream_started_at=p.stream_started())
+    return ReconcileOptions.from_settings(
+        cfg, stream_started_at=p.stream_started(), extension_hours=extension_hours
+    )
 
 
-def readiness(hour_start: datetime, params: Params = None, now: datetime | None = None) -> dict[str, Any]:
-    """Whether hour H's inputs are complete, and if not, what is missing (the sensor logs it)."""
+def readiness(
+    hour_start: datetime, params: Params = None, now: datetime | None = None, extension_hours: int = 0
+) -> dict[str, Any]:
+    """Whether hour H's inputs are complete (for its horizon extended by ``extension_hours``), and if not, what is
+    missing (the sensor logs it)."""
     from include.aws import client
     from include.compaction.manifest import read_manifest
     from include.reconciliation.options import HourWindow
@@ -54,7 +62,7 @@ def readiness(hour_start: datetime, params: Params = None, now: datetime | None 
 
     p, cfg, s3 = ReconcileParams.coerce(params), settings(), client("s3")
     hour = normalize_hour(hour_start, "hour_start")
-    window = HourWindow.of(hour, _options(cfg, p))
+    window = HourWindow.of(hour, _options(cfg, p, extension_hours))
     now = now or datetime.now(UTC)
     missing = [
         f"{h:%Y-%m-%dT%H}"
@@ -84,6 +92,17 @@ def _previous_report(s3, bucket: str, key: str) -> dict | None:
         return None
 
 
+def asset_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``clickstream_sessions`` asset event's extra for a published hour."""
+    return {
+        "hour": summary["hour"],
+        "status": summary["status"],
+        "counts": summary["counts"],
+        "totals": summary["totals"],
+        "report": summary["links"]["report"],
+    }
+
+
 def summary_lines(summary: Mapping[str, Any]) -> str:
     """The short human summary the task logs and the alert repeats."""
     counts = summary["counts"]
@@ -106,8 +125,20 @@ def summary_lines(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def reconcile_interval(hour_start: datetime, params: Params = None) -> dict[str, Any]:
-    """Reconcile hour H from S3, publish its files and its ``sessions`` partition; the summary of the run."""
+def _ready_extension(hour: datetime, params: ReconcileParams, limit: int) -> int:
+    """The largest extension in [0, limit] whose inputs are all in (0 when none is)."""
+    return next((k for k in range(limit, 0, -1) if readiness(hour, params, extension_hours=k)["ready"]), 0)
+
+
+def reconcile_interval(
+    hour_start: datetime, params: Params = None, extension_hours: int | None = None
+) -> dict[str, Any]:
+    """Reconcile hour H from S3, publish its files and its ``sessions`` partition; the summary of the run.
+
+    ``extension_hours`` None (the hour's own run): read to H's settle horizon and, when sessions are still open
+    there, as far past it as the inputs are in (at most ``reconcile_complete_hours``), so a rerun of a past
+    hour publishes its completed sessions. A number: read to that extension of the horizon.
+    """
     from include.aws import client
     from include.reconciliation.catalog import ensure_sessions_partition, partition_parameters
     from include.reconciliation.reconcile import reconcile_hour
@@ -116,11 +147,18 @@ def reconcile_interval(hour_start: datetime, params: Params = None) -> dict[str,
 
     p, cfg, s3 = ReconcileParams.coerce(params), settings(), client("s3")
     hour = normalize_hour(hour_start, "hour_start")
-    options = _options(cfg, p)
     previous = _previous_report(s3, cfg.bucket, layout.report_key(cfg, hour))
     with tempfile.TemporaryDirectory(prefix="clickstream-reconcile-") as work:
-        inputs = download_hour_inputs(s3, cfg.bucket, cfg, hour, work, options)
-        result = reconcile_hour(hour, inputs, options)
+
+        def reconcile_at(extension: int):
+            options = _options(cfg, p, extension)
+            inputs = download_hour_inputs(s3, cfg.bucket, cfg, hour, f"{work}/in-{extension}", options)
+            return reconcile_hour(hour, inputs, options)
+
+        result = reconcile_at(extension_hours or 0)
+        if extension_hours is None and result.report.counts.get("deferred"):
+            if ready := _ready_extension(hour, p, cfg.reconcile_complete_hours):
+                result = reconcile_at(ready)
         result.report = apply_repair(result.report, previous, p.repair)
         links = publish_hour(s3, cfg.bucket, cfg, hour, result, work)
     report = result.report.to_dict()
@@ -152,6 +190,46 @@ def reconcile_interval(hour_start: datetime, params: Params = None) -> dict[str,
     }
     log.info("reconciliation of %s\n%s", report["hour"], summary_lines(summary))
     return summary
+
+
+def complete_earlier_hours(run_hour: datetime, params: Params = None) -> dict[str, Any]:
+    """Republish each of the K hours before ``run_hour`` whose report still has sessions open at its horizon,
+    read up to this run's horizon (the run waited for its inputs: H - k's extension k ends where H's horizon
+    does). Oldest first; an hour repaired before stays repaired. Returns the completed hours' summaries and the
+    readiness of those whose inputs are not in; a completed hour that fails alerts, and ReconciliationFailed is
+    raised once every hour was completed."""
+    from include.aws import client
+
+    p, cfg, s3 = ReconcileParams.coerce(params), settings(), client("s3")
+    run_hour = normalize_hour(run_hour, "run_hour")
+    completed, waiting, failures = [], [], []
+    for back in range(cfg.reconcile_complete_hours, 0, -1):
+        hour = run_hour - timedelta(hours=back)
+        report = _previous_report(s3, cfg.bucket, layout.report_key(cfg, hour))
+        if not report or not report["counts"].get("deferred"):
+            continue
+        if report["window"].get("extension_hours", 0) >= back:
+            continue  # already read this far (a rerun of the hour itself, or a later run)
+        hour_params = dataclasses.replace(p, repair=p.repair or bool(report.get("repair")))
+        state = readiness(hour, hour_params, extension_hours=back)
+        if not state["ready"]:
+            log.warning(
+                "hour %s keeps open sessions: inputs not in for %d more hours: %s", state["hour"], back, state
+            )
+            waiting.append(state)
+            continue
+        summary = reconcile_interval(hour, hour_params, extension_hours=back)
+        completed.append(summary)
+        try:
+            check_hour(summary)
+        except ReconciliationFailed as exc:
+            failures.append(exc)
+    result = {"run_hour": f"{run_hour:%Y-%m-%dT%H}", "completed": completed, "waiting": waiting}
+    if failures:
+        raise ReconciliationFailed(
+            failures[0].subject, "\n\n".join(str(f) for f in failures), all(f.alert_sent for f in failures)
+        )
+    return result
 
 
 def repair_command(hour: str) -> str:

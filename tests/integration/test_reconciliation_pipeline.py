@@ -135,10 +135,10 @@ def _ms(value: datetime | str) -> int:
     return round(value.timestamp() * 1000)
 
 
-def _truth(hour: datetime) -> tuple[dict[str, dict], dict[str, dict]]:
+def _truth(hour: datetime, extension_hours: int = 0) -> tuple[dict[str, dict], dict[str, dict]]:
     """(settled, deferred) sessions starting in ``hour`` by session_id, from every event SENT up to the hour's
-    settle horizon: what the batch must compute."""
-    horizon = _ms(hour + timedelta(hours=1, minutes=SETTLE_MINUTES))
+    settle horizon (extended by ``extension_hours``): what the batch must compute."""
+    horizon = _ms(hour + timedelta(hours=1 + extension_hours, minutes=SETTLE_MINUTES))
     events: dict[str, reference.Event] = {}
     for r in SENT:
         if r.event is not None and r.event_id not in events and r.event_ms <= horizon:
@@ -323,7 +323,9 @@ def test_the_dag_parses_follows_policy_and_its_params_come_from_the_typed_source
     dag = load_dag(DAG_ID)
     assert dag.owner == OWNER and {"clickstream", "layer:quality", "tier:1"} == set(dag.tags)
     assert list(dag.params) == list(param_specs(ReconcileParams))
-    assert [t.task_id for t in dag.topological_sort()] == ["wait_for_inputs", "reconcile", "check"]
+    assert [t.task_id for t in dag.topological_sort()][:2] == ["wait_for_inputs", "reconcile"]
+    assert dag.get_task("reconcile").downstream_task_ids == {"check", "complete_earlier_hours"}
+    assert dag.get_task("complete_earlier_hours").max_active_tis_per_dag == 1
     sensor = dag.get_task("wait_for_inputs")
     assert sensor.mode == "reschedule"
     assert sensor.timeout == settings().reconcile_wait_timeout_minutes * 60
@@ -471,22 +473,30 @@ def boundary_hours(lake, resent_hour):
     sent = _produce(HB - timedelta(minutes=2), 5, PARAMS)
     sent += _produce(HB + timedelta(minutes=58), 5, PARAMS)
     _wait_for_firehose(s3, sent)
-    _compact(HA, HB, HB + timedelta(hours=1))
-    runs = {}
-    for hour in (HA, HB):
+    runs, first = {}, {}
+    # HB + 1 h is compacted after HA's run, as in production: HA's run cannot read past its own horizon, and HB's
+    # run completes HA's open sessions (see the test below)
+    for hour, compact in ((HA, (HA, HB)), (HB, (HB + timedelta(hours=1),))):
+        _compact(*compact)
         _wait_until_ready(hour)
         runs[hour] = _reconcile(hour)
-    return runs
+        first[hour] = (
+            _report(s3, hour),
+            _batch_sessions(s3, hour),
+            _extra_of(hour),
+        )  # as its own run left it
+    return runs, first
 
 
 def test_sessions_across_the_hour_are_attributed_to_their_start_hour_once(lake, boundary_hours):
     make, _ = lake
     s3, glue = make("s3"), make("glue")
+    runs, first = boundary_hours
     truth = {hour: _truth(hour) for hour in (HA, HB)}
     published: Counter = Counter()
     streamed: dict[datetime, Counter] = {}
     for hour in (HA, HB):
-        run, report = boundary_hours[hour], _report(s3, hour)
+        run, (report, rows, extra) = runs[hour], first[hour]
         assert run.state == "success", (task_states(run), report["counts"])
         settled, deferred = truth[hour]
         next_hour = _ms(hour + timedelta(hours=1))
@@ -497,8 +507,7 @@ def test_sessions_across_the_hour_are_attributed_to_their_start_hour_once(lake, 
         assert report["counts"]["matched"] == report["totals"]["batch"]["sessions"] == len(settled)
         assert report["counts"]["deferred"] == report["totals"]["batch"]["deferred_sessions"] == len(deferred)
         assert _partition(glue, hour)["Parameters"]["reconciliation_status"] == "passed"
-        assert _extra_of(hour)["counts"] == report["counts"]
-        rows = _batch_sessions(s3, hour)
+        assert extra["counts"] == report["counts"]
         published.update(r["session_id"] for r in rows)
         # settled sessions are published exactly as the producer's events make them; deferred ones too
         # (as far as the settle horizon), in the partition of their start hour
@@ -517,7 +526,7 @@ def test_sessions_across_the_hour_are_attributed_to_their_start_hour_once(lake, 
 def test_a_session_open_at_the_settle_horizon_is_deferred_on_both_sides(lake, boundary_hours):
     """HA's settle horizon is HB + 2 min; the producer ran to HB + 3 min, so the stream has closed HA's sessions
     that were still open at the horizon: both sides count them deferred, none is compared."""
-    report = _report(lake[0]("s3"), HA)
+    report = boundary_hours[1][HA][0]
     _, deferred = _truth(HA)
     assert deferred, "no session of HA is open at its settle horizon"
     totals = report["totals"]
@@ -526,6 +535,53 @@ def test_a_session_open_at_the_settle_horizon_is_deferred_on_both_sides(lake, bo
     assert report["totals"]["unexplained_sessions"] == 0
     compared = {d["session_start"] for d in report["differences"]}
     assert not compared & {s["session_start"] for s in deferred.values()}
+
+
+def test_the_next_hours_run_completes_the_sessions_open_at_the_settle_horizon(lake, boundary_hours):
+    """HB's run republishes HA read up to HB's horizon: HA's deferred sessions are whole and compared, the
+    partition and an asset event follow, and a rerun of HA (its inputs for that horizon are in) publishes the
+    same bytes."""
+    make, _ = lake
+    s3, glue = make("s3"), make("glue")
+    runs, first = boundary_hours
+    assert task_states(runs[HB])["complete_earlier_hours"] == "success", task_states(runs[HB])
+    completion = task_result(runs[HB], "complete_earlier_hours")
+    assert [c["hour"] for c in completion["completed"]] == [first[HA][0]["hour"]]
+    _, open_at_first = _truth(HA)
+    settled, deferred = _truth(HA, extension_hours=1)
+    assert set(open_at_first) <= set(settled) and not deferred
+    report = _report(s3, HA)
+    assert report["window"]["extension_hours"] == 1
+    assert report["status"] == "passed" and report["differences"] == []
+    assert report["counts"]["deferred"] == 0
+    assert report["counts"]["matched"] == report["totals"]["batch"]["sessions"] == len(settled)
+    rows = {r["session_id"]: r for r in _batch_sessions(s3, HA)}
+    assert rows == settled
+    cut = {r["session_id"]: r for r in first[HA][1] if r["session_id"] in open_at_first}
+    assert all(rows[sid]["event_count"] >= cut[sid]["event_count"] for sid in cut)
+    assert any(rows[sid]["last_event_at"] > cut[sid]["last_event_at"] for sid in cut)
+    assert _extra_of(HA)["counts"] == report["counts"]
+    assert _partition(glue, HA)["Parameters"]["reconciliation_status"] == "passed"
+    # a rerun of HA reads as far as its inputs are in (HB's horizon): the same files as the completion
+    before = {key: _object(s3, key) for key in _hour_keys(HA)}
+    rerun = _reconcile(HA)
+    assert rerun.state == "success", task_states(rerun)
+    assert {key: _object(s3, key) for key in _hour_keys(HA)} == before
+    # and its own completion pass finds nothing to do: no hour before HA has sessions open at its horizon
+    assert task_result(rerun, "complete_earlier_hours")["completed"] == []
+
+
+def _hour_keys(hour: datetime) -> list[str]:
+    cfg = settings()
+    return [
+        layout.batch_sessions_key(cfg, hour),
+        layout.differences_key(cfg, hour),
+        layout.report_key(cfg, hour),
+    ]
+
+
+def _object(s3, key: str) -> bytes:
+    return s3.get_object(Bucket=settings().bucket, Key=key)["Body"].read()
 
 
 def test_a_forced_stop_fails_alerts_and_the_repair_run_records_the_repair(lake, clean_hour, monkeypatch):

@@ -147,6 +147,30 @@ def test_deferred_sessions_are_not_compared(tmp_path):
     assert later.report.counts["deferred"] == 0 and later.report.counts["mismatch"] == 1
 
 
+def test_an_extended_horizon_completes_a_deferred_session_and_any_later_one_agrees(tmp_path):
+    """The session of user 1 runs from H + 59 min to H + 1 h 53 min, past the first horizon (H + 1 h 30 min):
+    cut there and deferred at first, whole and compared one hour later, and the same at every later horizon."""
+    s = Scenario()
+    long = [event(100 + i, 1, 3540 + 55 * i) for i in range(60)]
+    s.matched(1, long)
+    s.matched(2, [event(1, 2, 60)])
+    by_extension = {}
+    for extension in (0, 1, 2):
+        result = run(s, tmp_path, OPTIONS.replace(extension_hours=extension))
+        files = result.write(tmp_path / f"out-{extension}")
+        rows = {r["user_id"]: r for r in pq.read_table(files["sessions"]).to_pylist()}
+        by_extension[extension] = (result.report, rows, files["sessions"].read_bytes())
+    first, rows, _ = by_extension[0]
+    assert first.counts["deferred"] == 1 and first.counts["matched"] == 1
+    assert rows[1]["event_count"] == 34  # up to the horizon: 3540 + 55 * 33 <= 5400 s
+    completed, rows, published = by_extension[1]
+    assert completed.counts["deferred"] == 0 and completed.counts["matched"] == 2
+    assert completed.status == STATUS_PASSED and completed.window["extension_hours"] == 1
+    assert rows[1]["event_count"] == 60 and rows[1] == stream_sessions(long)[0] | {"user_id": 1}
+    later, _, again = by_extension[2]
+    assert later.counts == completed.counts and again == published
+
+
 def test_late_duplicate_and_rule_only_hour_passes(tmp_path):
     s = Scenario()
     e = [event(1 + i, 1, t) for i, t in enumerate((0, 50, 100))]

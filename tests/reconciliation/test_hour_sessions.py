@@ -161,9 +161,18 @@ def test_window_reads_from_h_minus_gap_to_the_horizon():
         "hour_start": "2026-11-27T10:00:00.000Z",
         "read_from": "2026-11-27T09:59:00.000Z",
         "settle_horizon": "2026-11-27T11:30:00.000Z",
+        "extension_hours": 0,
     }
     assert [h.hour for h in window.event_hours()] == [9, 10, 11]
     assert [h.hour for h in window.stream_session_hours()] == [8, 9, 10, 11]
+    # extended by 2 h to complete sessions still open at the first horizon: reads 2 more hours
+    longer = HourWindow.of(H, ReconcileOptions(settle_minutes=30, extension_hours=2))
+    assert longer.describe()["settle_horizon"] == "2026-11-27T13:30:00.000Z"
+    assert longer.read_start_ms == window.read_start_ms
+    assert [h.hour for h in longer.event_hours()] == [9, 10, 11, 12, 13]
+    for bad in (-1, 25, True, 1.0):
+        with pytest.raises(ValueError, match="extension_hours"):
+            ReconcileOptions(extension_hours=bad)
     with pytest.raises(ValueError, match="start of an hour"):
         HourWindow.of(H + timedelta(minutes=5), ReconcileOptions())
 
