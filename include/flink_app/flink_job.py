@@ -44,6 +44,9 @@ SOURCE_FORMAT = "clickstream-event"
 FORMAT_JAR = "clickstream-event-format.jar"
 #: The format's BOOLEAN column: the record is one JSON object and nothing else (the 'not_json_object' rule).
 JSON_OBJECT_COLUMN = "one_json_object"
+#: The format's column with the epoch milliseconds of a plain wire timestamp, NULL for any other value
+#: (EventRecordDeserializer.wireTimeMs): the job parses and formats only the other timestamps per event.
+WIRE_TIME_MS_COLUMN = "client_timestamp_ms"
 #: The record members the source extracts (each as JSON_VALUE would, in one parse of the record).
 EVENT_FIELDS = ("event_id", "user_id", "device_id", "client_event", "client_timestamp", "countrycode")
 
@@ -206,7 +209,11 @@ def build_job(
     if missing:
         raise JobConfigError(f"sink options missing for {missing}")
     source_sql, views_sql, sinks_sql, inserts_sql = TEMPLATES
-    columns = {"JSON_OBJECT_COLUMN": JSON_OBJECT_COLUMN, "EVENT_FIELDS": EVENT_FIELDS}
+    columns = {
+        "JSON_OBJECT_COLUMN": JSON_OBJECT_COLUMN,
+        "WIRE_TIME_MS_COLUMN": WIRE_TIME_MS_COLUMN,
+        "EVENT_FIELDS": EVENT_FIELDS,
+    }
     ddl = (
         split_statements(render(source_sql, contract, source_options=dict(source), **columns))
         + split_statements(render(views_sql, contract, **columns))

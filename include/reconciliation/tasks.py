@@ -149,16 +149,14 @@ def reconcile_interval(
     hour = normalize_hour(hour_start, "hour_start")
     previous = _previous_report(s3, cfg.bucket, layout.report_key(cfg, hour))
     with tempfile.TemporaryDirectory(prefix="clickstream-reconcile-") as work:
-
-        def reconcile_at(extension: int):
-            options = _options(cfg, p, extension)
-            inputs = download_hour_inputs(s3, cfg.bucket, cfg, hour, f"{work}/in-{extension}", options)
-            return reconcile_hour(hour, inputs, options)
-
-        result = reconcile_at(extension_hours or 0)
+        options = _options(cfg, p, extension_hours or 0)
+        inputs = download_hour_inputs(s3, cfg.bucket, cfg, hour, f"{work}/in", options)
+        result = reconcile_hour(hour, inputs, options)
         if extension_hours is None and result.report.counts.get("deferred"):
             if ready := _ready_extension(hour, p, cfg.reconcile_complete_hours):
-                result = reconcile_at(ready)
+                options = _options(cfg, p, ready)
+                inputs = download_hour_inputs(s3, cfg.bucket, cfg, hour, f"{work}/in-{ready}", options)
+                result = reconcile_hour(hour, inputs, options)
         result.report = apply_repair(result.report, previous, p.repair)
         links = publish_hour(s3, cfg.bucket, cfg, hour, result, work)
     report = result.report.to_dict()

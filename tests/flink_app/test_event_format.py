@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from include.flink_app import flink_job, format_jar
+from include.sessions.templates import FLINK_TS_FORMAT
 
 MARKER = "clickstream:end-of-record"
 GOOD = {
@@ -124,6 +125,80 @@ def test_a_record_followed_by_the_end_marker_is_no_longer_one_object(tmp_path):
     old, new = _read_both(path)
     assert old[0][1] is True and new[0][1] is False
     assert old[0][2:] == new[0][2:]
+
+
+#: Timestamps the format reads itself (client_timestamp_ms set): the wire format's plainest form.
+PLAIN_TIMES = [
+    "2026-11-27T10:15:30.123Z",
+    "1970-01-01T00:00:00.000Z",
+    "9999-12-31T23:59:59.999Z",
+    "2024-02-29T12:00:00.000Z",
+    "2000-02-29T00:00:00.001Z",
+]
+#: Everything else is left to the SQL (client_timestamp_ms NULL), valid or not.
+OTHER_TIMES = [
+    "1969-12-31T23:59:59.999Z",  # valid, before the years the format reads
+    "0999-01-01T00:00:00.000Z",
+    "10000-01-01T00:00:00.000Z",
+    "2023-02-29T12:00:00.000Z",
+    "1900-02-29T12:00:00.000Z",
+    "2026-02-30T00:00:00.000Z",
+    "2026-13-01T00:00:00.000Z",
+    "2026-00-10T00:00:00.000Z",
+    "2026-11-00T00:00:00.000Z",
+    "2026-11-27T24:00:00.000Z",
+    "2026-11-27T23:60:00.000Z",
+    "2026-11-27T23:59:60.000Z",
+    "2026-11-27t10:15:30.123Z",
+    "2026-11-27T10:15:30.123z",
+    "2026-11-27T10:15:30.123+00:00",
+    "2026-11-27T10:15:30Z",
+    "2026-11-27 10:15:30.123Z",
+    "2026-11-27T10:15:30.1234Z",
+    " 2026-11-27T10:15:30.12Z",
+    "2026-11-27T10:15:30.-12Z",
+    "+026-11-27T10:15:30.123Z",
+    "\uff12\uff10\uff12\uff16-11-27T10:15:30.123Z",  # full-width digits
+    "\u0662\u0660\u0662\u0666-11-27T10:15:30.123Z",  # Arabic-Indic digits
+    1732700000000,
+    None,
+]
+
+
+@pytest.mark.jvm
+def test_format_reads_plain_timestamps_as_the_sql_would_and_leaves_the_rest_to_it(tmp_path):
+    """client_timestamp_ms is set only where the SQL's own check (the text formats back to itself) passes and
+    its parse gives that instant; the job's rowtime and rules take it instead of parsing and formatting."""
+    path = tmp_path / "times.jsonl"
+    times = PLAIN_TIMES + OTHER_TIMES
+    path.write_text("".join(json.dumps({**GOOD, "client_timestamp": t}) + "\n" for t in times))
+    jar = format_jar.cached()
+    t_env = flink_job.create_table_env(
+        flink_job.with_jar({"parallelism.default": "1", "table.local-time-zone": "UTC"}, jar)
+    )
+    t_env.execute_sql(
+        f"CREATE TABLE parsed_lines (client_timestamp STRING, {flink_job.WIRE_TIME_MS_COLUMN} BIGINT) WITH "
+        f"('connector' = 'filesystem', 'path' = '{path}', 'format' = '{flink_job.SOURCE_FORMAT}')"
+    )
+    ts, fmt, ms = "client_timestamp", FLINK_TS_FORMAT, flink_job.WIRE_TIME_MS_COLUMN
+    query = (
+        f"SELECT {ms}, COALESCE(DATE_FORMAT(TO_TIMESTAMP_LTZ({ts}, {fmt}, 'UTC'), {fmt}) = {ts}, FALSE), "
+        f"TO_TIMESTAMP_LTZ({ms}, 3) = TO_TIMESTAMP_LTZ({ts}, {fmt}, 'UTC') FROM parsed_lines"
+    )
+    with t_env.execute_sql(query).collect() as rows:
+        got = [tuple(row) for row in rows]
+    assert len(got) == len(times)
+    for t, (millis, valid, same_instant) in zip(times, got, strict=True):
+        if t in PLAIN_TIMES:
+            assert millis is not None and valid and same_instant, t
+        else:
+            assert millis is None, t
+    assert got[0][0] == 1_795_774_530_123  # 2026-11-27T10:15:30.123Z
+    # the SQL still finds the valid ones among the rest
+    assert [t for t, row in zip(times, got, strict=True) if t in OTHER_TIMES and row[1]] == [
+        "1969-12-31T23:59:59.999Z",
+        "0999-01-01T00:00:00.000Z",
+    ]
 
 
 @pytest.mark.slow

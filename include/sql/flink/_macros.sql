@@ -14,19 +14,24 @@ COALESCE(DATE_FORMAT(TO_TIMESTAMP_LTZ({{ expr }}, {{ FLINK_TS_FORMAT }}, 'UTC'),
     record); the epoch when it does not parse (a NULL rowtime would fail the job). The rowtime equals the
     timestamp exactly when the timestamp is valid and not too far ahead (see `is_wire_time`): only those events
     move the watermark (`watermark_time`) and the reject rules refuse the others, so a clamped or leniently
-    parsed (2026-02-30) rowtime never reaches a window. -#}
+    parsed (2026-02-30) rowtime never reaches a window. The instant comes from the format's WIRE_TIME_MS_COLUMN
+    when it read the text itself (a plain wire timestamp: the same instant this parse gives); only other texts
+    are parsed here. CASE, not COALESCE: Flink evaluates every COALESCE argument, CASE only the branch taken. -#}
 {% macro rowtime(expr) -%}
 COALESCE(
-    LEAST(TO_TIMESTAMP_LTZ({{ expr }}, {{ FLINK_TS_FORMAT }}, 'UTC'),
+    LEAST(CASE WHEN {{ WIRE_TIME_MS_COLUMN }} IS NOT NULL THEN TO_TIMESTAMP_LTZ({{ WIRE_TIME_MS_COLUMN }}, 3)
+        ELSE TO_TIMESTAMP_LTZ({{ expr }}, {{ FLINK_TS_FORMAT }}, 'UTC') END,
         CURRENT_TIMESTAMP + {{ contract.max_future_skew_ms | flink_interval }}),
     TO_TIMESTAMP_LTZ(0, 3))
 {%- endmacro %}
 
 {#- TRUE when the rowtime is exactly the event's timestamp string: the timestamp is valid (formatting gives the
     string back) and was not clamped as too far ahead (the format has milliseconds, so a clamped instant formats
-    differently). NULL when the timestamp is NULL. -#}
+    differently). NULL when the timestamp is NULL. A plain wire timestamp (WIRE_TIME_MS_COLUMN set) is valid and
+    formats back to itself, so for it the test is the rowtime being that instant, without formatting it. -#}
 {% macro is_wire_time(rowtime, expr) -%}
-DATE_FORMAT({{ rowtime }}, {{ FLINK_TS_FORMAT }}) = {{ expr }}
+CASE WHEN {{ WIRE_TIME_MS_COLUMN }} IS NOT NULL THEN {{ rowtime }} = TO_TIMESTAMP_LTZ({{ WIRE_TIME_MS_COLUMN }}, 3)
+    ELSE DATE_FORMAT({{ rowtime }}, {{ FLINK_TS_FORMAT }}) = {{ expr }} END
 {%- endmacro %}
 
 {#- What the watermark follows: the rowtime of an event whose timestamp is valid and not too far ahead, else the

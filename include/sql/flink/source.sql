@@ -3,7 +3,8 @@
     the raw text (so a record that is not JSON at all is still seen, and rejected with its text, instead of
     vanishing inside a JSON format's ignore-parse-errors), `one_json_object` says whether the record is one JSON
     object and nothing else, and each other column is the member of that name exactly as JSON_VALUE(record,
-    '$.name') returns it (NULL when missing, JSON null, an object/array or bad JSON).
+    '$.name') returns it (NULL when missing, JSON null, an object/array or bad JSON), and `client_timestamp_ms` is
+    the instant of a client_timestamp in the wire format's plainest form (NULL otherwise; see the rowtime macro).
     Needs: source_options (the WITH clause: kinesis on AWS, filesystem locally). -#}
 {% import 'flink/_macros.sql' as m with context %}
 CREATE TABLE events_raw (
@@ -12,6 +13,7 @@ CREATE TABLE events_raw (
 {% for name in EVENT_FIELDS %}
     {{ name }} STRING,
 {% endfor %}
+    {{ WIRE_TIME_MS_COLUMN }} BIGINT,
     arrival_time AS PROCTIME(),
     rowtime AS {{ m.rowtime('client_timestamp') | indent(4) }},
     {# The watermark reads the extracted client_timestamp: see watermark_time. #}

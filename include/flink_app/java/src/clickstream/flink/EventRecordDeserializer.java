@@ -13,6 +13,10 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMap
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectReader;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.SerializationFeature;
 
+import java.nio.charset.StandardCharsets;
+import java.time.LocalDate;
+import java.time.Month;
+import java.time.Year;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
@@ -42,6 +46,12 @@ public final class EventRecordDeserializer implements DeserializationSchema<RowD
     public static final String JSON_OBJECT_COLUMN = "one_json_object";
     /** The column that holds the record's text. */
     public static final String RECORD_COLUMN = "record";
+    /** The column with the epoch milliseconds of a plain wire timestamp (see {@link #wireTimeMs}). */
+    public static final String WIRE_TIME_MS_COLUMN = "client_timestamp_ms";
+    /** The member {@link #WIRE_TIME_MS_COLUMN} reads. */
+    private static final String TIMESTAMP_MEMBER = "client_timestamp";
+    /** The earliest year {@link #wireTimeMs} reads (older instants are left to the SQL, whatever its calendar). */
+    private static final int FIRST_YEAR = 1970;
 
     private static final ObjectMapper MAPPER =
             new ObjectMapper(new JsonFactory())
@@ -52,6 +62,7 @@ public final class EventRecordDeserializer implements DeserializationSchema<RowD
     private static final int RECORD = 0;
     private static final int JSON_OBJECT = 1;
     private static final int MEMBER = 2;
+    private static final int WIRE_TIME_MS = 3;
 
     private final String[] columns;
     private final int[] kinds;
@@ -64,7 +75,9 @@ public final class EventRecordDeserializer implements DeserializationSchema<RowD
             kinds[i] =
                     RECORD_COLUMN.equals(columns[i])
                             ? RECORD
-                            : JSON_OBJECT_COLUMN.equals(columns[i]) ? JSON_OBJECT : MEMBER;
+                            : JSON_OBJECT_COLUMN.equals(columns[i])
+                                    ? JSON_OBJECT
+                                    : WIRE_TIME_MS_COLUMN.equals(columns[i]) ? WIRE_TIME_MS : MEMBER;
         }
         this.producedType = producedType;
     }
@@ -94,6 +107,9 @@ public final class EventRecordDeserializer implements DeserializationSchema<RowD
                 case JSON_OBJECT:
                     row.setField(i, alone);
                     break;
+                case WIRE_TIME_MS:
+                    row.setField(i, object == null ? null : wireTimeMs(object.get(TIMESTAMP_MEMBER)));
+                    break;
                 default:
                     row.setField(i, object == null ? null : scalar(object.get(columns[i])));
             }
@@ -106,7 +122,79 @@ public final class EventRecordDeserializer implements DeserializationSchema<RowD
         if (value == null || value instanceof Map || value instanceof Collection) {
             return null;
         }
-        return StringData.fromString(String.valueOf(value));
+        return utf8(String.valueOf(value));
+    }
+
+    /**
+     * The text as the UTF-8 bytes {@code StringData.fromString} would hold once encoded. A string made with
+     * fromString is encoded by Flink's per-character encoder where the job first copies the row; ASCII text
+     * (every member of a well-formed event) is copied as bytes here instead. Other text keeps Flink's own
+     * encoder, so surrogates are encoded as before.
+     */
+    private static StringData utf8(String text) {
+        for (int i = 0; i < text.length(); i++) {
+            if (text.charAt(i) >= 0x80) {
+                return StringData.fromString(text);
+            }
+        }
+        return StringData.fromBytes(text.getBytes(StandardCharsets.US_ASCII));
+    }
+
+    /**
+     * Epoch milliseconds of a timestamp in the wire format's plainest form: "yyyy-MM-ddTHH:mm:ss.SSSZ" in ASCII
+     * digits, a year from {@value #FIRST_YEAR} to 9999, a real date and a time of day without a leap second; null
+     * for any other value, which the SQL then checks and parses from its text as before. For such a text the
+     * SQL's checks give exactly this: it parses to this instant (UTC, the proleptic Gregorian calendar, which is
+     * the Gregorian one from 1970) and formats back to itself, so the job need not parse or format it per event.
+     */
+    static Long wireTimeMs(Object value) {
+        if (!(value instanceof String)) {
+            return null;
+        }
+        String s = (String) value;
+        if (s.length() != 24
+                || s.charAt(4) != '-'
+                || s.charAt(7) != '-'
+                || s.charAt(10) != 'T'
+                || s.charAt(13) != ':'
+                || s.charAt(16) != ':'
+                || s.charAt(19) != '.'
+                || s.charAt(23) != 'Z') {
+            return null;
+        }
+        int year = digits(s, 0, 4);
+        int month = digits(s, 5, 2);
+        int day = digits(s, 8, 2);
+        int hour = digits(s, 11, 2);
+        int minute = digits(s, 14, 2);
+        int second = digits(s, 17, 2);
+        int milli = digits(s, 20, 3);
+        if ((year | month | day | hour | minute | second | milli) < 0
+                || year < FIRST_YEAR
+                || month < 1
+                || month > 12
+                || day < 1
+                || day > Month.of(month).length(Year.isLeap(year))
+                || hour > 23
+                || minute > 59
+                || second > 59) {
+            return null;
+        }
+        long days = LocalDate.of(year, month, day).toEpochDay();
+        return ((days * 24 + hour) * 60 + minute) * 60_000L + second * 1000L + milli;
+    }
+
+    /** The decimal value of {@code count} ASCII digits from {@code from}; -1 when one is not an ASCII digit. */
+    private static int digits(String s, int from, int count) {
+        int value = 0;
+        for (int i = from; i < from + count; i++) {
+            char c = s.charAt(i);
+            if (c < '0' || c > '9') {
+                return -1;
+            }
+            value = value * 10 + (c - '0');
+        }
+        return value;
     }
 
     /** The SQL's REGEXP '^[ \t\n\r]*\{'. */

@@ -24,9 +24,9 @@ import java.util.Set;
  *
  * <p>The 'raw' format plus JSON_VALUE per field parses every record once per field; this format parses it once
  * and fills the table's physical columns by name: {@code record} (STRING) is the message text exactly as 'raw'
- * gives it, {@code one_json_object} (BOOLEAN) says whether the record is one JSON object and nothing else, and every
- * other STRING column is the record's top-level member of that name as {@code JSON_VALUE(record, '$.name')}
- * returns it. See {@link EventRecordDeserializer} for why the values are the same.
+ * gives it, {@code one_json_object} (BOOLEAN) says whether the record is one JSON object and nothing else,
+ * {@code client_timestamp_ms} (BIGINT) is the instant of a plain wire timestamp (else NULL), and every other STRING
+ * column is the record's top-level member of that name as {@code JSON_VALUE(record, '$.name')} returns it. See {@link EventRecordDeserializer} for why the values are the same.
  */
 public final class EventRecordFormatFactory implements DeserializationFormatFactory {
 
@@ -57,23 +57,27 @@ public final class EventRecordFormatFactory implements DeserializationFormatFact
     /** Refuses a column this format cannot fill, naming it (a typo here would otherwise read as NULL). */
     static void checkColumns(RowType rowType) {
         for (RowType.RowField field : rowType.getFields()) {
-            LogicalTypeRoot root = field.getType().getTypeRoot();
-            boolean ok =
-                    EventRecordDeserializer.JSON_OBJECT_COLUMN.equals(field.getName())
-                            ? root == LogicalTypeRoot.BOOLEAN
-                            : root == LogicalTypeRoot.VARCHAR;
-            if (!ok) {
+            LogicalTypeRoot expected = expectedType(field.getName());
+            if (field.getType().getTypeRoot() != expected) {
                 throw new ValidationException(
                         String.format(
                                 "format '%s': column '%s' has type %s; expected %s",
                                 IDENTIFIER,
                                 field.getName(),
                                 field.getType(),
-                                EventRecordDeserializer.JSON_OBJECT_COLUMN.equals(field.getName())
-                                        ? "BOOLEAN"
-                                        : "STRING"));
+                                expected == LogicalTypeRoot.VARCHAR ? "STRING" : expected.name()));
             }
         }
+    }
+
+    private static LogicalTypeRoot expectedType(String column) {
+        if (EventRecordDeserializer.JSON_OBJECT_COLUMN.equals(column)) {
+            return LogicalTypeRoot.BOOLEAN;
+        }
+        if (EventRecordDeserializer.WIRE_TIME_MS_COLUMN.equals(column)) {
+            return LogicalTypeRoot.BIGINT;
+        }
+        return LogicalTypeRoot.VARCHAR;
     }
 
     @Override
