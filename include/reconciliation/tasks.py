@@ -208,7 +208,8 @@ def complete_earlier_hours(run_hour: datetime, params: Params = None) -> dict[st
             continue
         if report["window"].get("extension_hours", 0) >= back:
             continue  # already read this far (a rerun of the hour itself, or a later run)
-        hour_params = dataclasses.replace(p, repair=p.repair or bool(report.get("repair")))
+        # the hour's own repair state, not this run's: a repair of H says nothing about H - k
+        hour_params = dataclasses.replace(p, repair=bool(report.get("repair")))
         state = readiness(hour, hour_params, extension_hours=back)
         if not state["ready"]:
             log.warning(

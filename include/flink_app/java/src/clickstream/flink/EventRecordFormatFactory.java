@@ -25,8 +25,9 @@ import java.util.Set;
  * <p>The 'raw' format plus JSON_VALUE per field parses every record once per field; this format parses it once
  * and fills the table's physical columns by name: {@code record} (STRING) is the message text exactly as 'raw'
  * gives it, {@code one_json_object} (BOOLEAN) says whether the record is one JSON object and nothing else,
- * {@code client_timestamp_ms} (BIGINT) is the instant of a plain wire timestamp (else NULL), and every other STRING
- * column is the record's top-level member of that name as {@code JSON_VALUE(record, '$.name')} returns it. See {@link EventRecordDeserializer} for why the values are the same.
+ * {@code client_timestamp_ms} (BIGINT) is the instant of a plain wire timestamp (else NULL), and every other
+ * STRING column is the record's top-level member of that name as {@code JSON_VALUE(record, '$.name')} returns
+ * it. See {@link EventRecordDeserializer} for why the values are the same.
  */
 public final class EventRecordFormatFactory implements DeserializationFormatFactory {
 
