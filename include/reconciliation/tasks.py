@@ -130,6 +130,16 @@ def _ready_extension(hour: datetime, params: ReconcileParams, limit: int) -> int
     return next((k for k in range(limit, 0, -1) if readiness(hour, params, extension_hours=k)["ready"]), 0)
 
 
+def _reconcile_at(s3, cfg, p: ReconcileParams, hour: datetime, work: str, extension: int):
+    """The hour's inputs for its horizon extended by ``extension`` hours, downloaded under ``work``, reconciled."""
+    from include.reconciliation.reconcile import reconcile_hour
+    from include.reconciliation.s3_io import download_hour_inputs
+
+    options = _options(cfg, p, extension)
+    inputs = download_hour_inputs(s3, cfg.bucket, cfg, hour, f"{work}/in-{extension}", options)
+    return reconcile_hour(hour, inputs, options)
+
+
 def reconcile_interval(
     hour_start: datetime, params: Params = None, extension_hours: int | None = None
 ) -> dict[str, Any]:
@@ -141,22 +151,17 @@ def reconcile_interval(
     """
     from include.aws import client
     from include.reconciliation.catalog import ensure_sessions_partition, partition_parameters
-    from include.reconciliation.reconcile import reconcile_hour
     from include.reconciliation.repair import apply_repair
-    from include.reconciliation.s3_io import download_hour_inputs, publish_hour
+    from include.reconciliation.s3_io import publish_hour
 
     p, cfg, s3 = ReconcileParams.coerce(params), settings(), client("s3")
     hour = normalize_hour(hour_start, "hour_start")
     previous = _previous_report(s3, cfg.bucket, layout.report_key(cfg, hour))
     with tempfile.TemporaryDirectory(prefix="clickstream-reconcile-") as work:
-        options = _options(cfg, p, extension_hours or 0)
-        inputs = download_hour_inputs(s3, cfg.bucket, cfg, hour, f"{work}/in", options)
-        result = reconcile_hour(hour, inputs, options)
+        result = _reconcile_at(s3, cfg, p, hour, work, extension_hours or 0)
         if extension_hours is None and result.report.counts.get("deferred"):
             if ready := _ready_extension(hour, p, cfg.reconcile_complete_hours):
-                options = _options(cfg, p, ready)
-                inputs = download_hour_inputs(s3, cfg.bucket, cfg, hour, f"{work}/in-{ready}", options)
-                result = reconcile_hour(hour, inputs, options)
+                result = _reconcile_at(s3, cfg, p, hour, work, ready)
         result.report = apply_repair(result.report, previous, p.repair)
         links = publish_hour(s3, cfg.bucket, cfg, hour, result, work)
     report = result.report.to_dict()
